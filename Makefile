@@ -1,0 +1,40 @@
+# Two set-up commands for a fresh clone: `make demo` and `make test`.
+# Both create .venv (once), install the project with its dev tools, then do their job.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO_DIR ?= demo_data
+
+.PHONY: demo test lint typecheck docs unit install clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/satmae demo-data --out $(DEMO_DIR) --overwrite
+	$(BIN)/satmae info
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
+unit: $(STAMP)
+	$(BIN)/pytest --cov=satmae --cov-report=term --cov-report=xml -q
+
+test: lint typecheck docs unit
+
+clean:
+	rm -rf $(VENV) site .pytest_cache .mypy_cache .ruff_cache coverage.xml .coverage $(DEMO_DIR)

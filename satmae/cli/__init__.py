@@ -1,0 +1,62 @@
+"""The ``satmae`` command: one entry point, one module per subcommand.
+
+Each subcommand lives in ``satmae/cli/<name>.py`` and defines ``add_parser(subparsers)``
+(which registers its arguments and sets ``func``) so that ``satmae --help`` lists exactly the
+commands that are installed here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from satmae import __version__
+
+COMMAND_MODULES: tuple[str, ...] = (
+    "satmae.cli.info",
+    "satmae.cli.demo_data",
+)
+"""Subcommand modules, in the order ``satmae --help`` lists them."""
+
+
+class CommandError(Exception):
+    """A user error that the command reports as one line and exit status 2."""
+
+
+class _OneLineErrorParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are a single line naming the fix."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the top-level parser with every registered subcommand."""
+    parser = _OneLineErrorParser(
+        prog="satmae",
+        description="Geospatial foundation models in the SatMAE family for Sentinel-2.",
+    )
+    parser.add_argument("--version", action="version", version=f"satmae {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).add_parser(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``satmae`` command line; returns the process exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        status: int = args.func(args)
+    except (CommandError, ValueError, OSError) as error:
+        print(f"satmae {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

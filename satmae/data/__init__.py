@@ -1,0 +1,1 @@
+"""Reading Sentinel-2 into the sample contract: readers, validity, statistics, chip store."""

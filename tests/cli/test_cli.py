@@ -1,0 +1,80 @@
+"""The ``satmae`` command: help, info and demo-data, run in-process and as a console script."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from satmae.cli import COMMAND_MODULES, main
+
+
+def test_help_lists_every_registered_command(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for module in COMMAND_MODULES:
+        assert module.rsplit(".", 1)[1].replace("_", "-") in out
+
+
+def test_info_reports_versions_and_compute(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["info", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    for package in ("torch", "torchgeo", "rasterio", "timm", "lightning", "kornia"):
+        assert info["packages"][package] != "not installed"
+    assert isinstance(info["cuda"]["available"], bool)
+    assert info["cpu"]["threads"] >= 1
+    assert main(["info"]) == 0
+    assert "cpu bf16" in capsys.readouterr().out
+
+
+def test_demo_data_writes_and_refuses_to_overwrite(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "demo"
+    assert main(["demo-data", "--out", str(out), "--size", "64", "--dates", "4"]) == 0
+    assert "wrote 4 dates" in capsys.readouterr().out
+    assert len(list(out.glob("S2_L2A_????????.tif"))) == 4
+    assert main(["demo-data", "--out", str(out), "--size", "64"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--overwrite" in err and len(err.splitlines()) == 1
+    assert main(["demo-data", "--out", str(out), "--size", "64", "--overwrite"]) == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--size", "12"], "--size"),
+        (["--dates", "0"], "--dates"),
+        (["--seed", "-3"], "--seed"),
+        (["--size", "big"], "--size"),
+        (["--dates", "2.5"], "--dates"),
+    ],
+)
+def test_demo_data_invalid_options_give_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], needle: str
+) -> None:
+    try:
+        status = main(["demo-data", "--out", str(tmp_path / "d"), *args])
+    except SystemExit as exit_info:  # argparse type errors exit from the parser
+        status = int(exit_info.code or 0)
+    assert status == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert needle in err
+
+
+def test_console_script_and_module_entry_points(tmp_path: Path) -> None:
+    script = shutil.which("satmae", path=str(Path(sys.executable).parent))
+    assert script is not None, "the satmae console script is not installed in this environment"
+    result = subprocess.run([script, "--help"], capture_output=True, text=True, check=True)
+    assert "demo-data" in result.stdout
+    result = subprocess.run(
+        [sys.executable, "-m", "satmae", "--version"], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.startswith("satmae ")

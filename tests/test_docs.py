@@ -1,0 +1,40 @@
+"""The docs and README stay true to the command line."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from satmae.cli import build_parser
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _subcommands() -> dict[str, argparse.ArgumentParser]:
+    parser = build_parser()
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(action.choices)
+
+
+def test_cli_reference_documents_every_command_and_option() -> None:
+    reference = (ROOT / "docs" / "cli.md").read_text()
+    for name, subparser in _subcommands().items():
+        assert f"`satmae {name}`" in reference, f"docs/cli.md lacks a section for {name}"
+        for action in subparser._actions:
+            for option in action.option_strings:
+                if option in ("-h", "--help"):
+                    continue
+                assert f"`{option}" in reference, f"docs/cli.md lacks {option} of satmae {name}"
+
+
+def test_readme_lists_every_command_and_the_two_setup_commands() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert "## Quickstart" in readme
+    assert "make demo" in readme and "make test" in readme
+    for name in _subcommands():
+        assert f"`satmae {name}" in readme, f"README.md does not mention satmae {name}"
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "make test" in ci
