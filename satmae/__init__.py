@@ -3,10 +3,52 @@
 Read multispectral, multitemporal Sentinel-2 rasters by band name, pretrain a SatMAE with
 group-wise spectral and temporal tokens, evaluate encoders on land-cover and change-detection
 benchmarks, and extract georeferenced features.
+
+``satmae.create_model``, ``satmae.load_mae``, ``satmae.load_encoder`` and
+``satmae.SatMAEEncoder`` are imported on first use, so ``import satmae`` stays cheap.
 """
 
 from __future__ import annotations
 
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+_LAZY = {
+    "create_model": "satmae.models",
+    "load_mae": "satmae.models",
+    "load_encoder": "satmae.models",
+    "SatMAEEncoder": "satmae.models",
+    "MaskedAutoencoder": "satmae.models",
+    "MAEConfig": "satmae.models",
+}
+
+if TYPE_CHECKING:
+    from satmae.models import (
+        MAEConfig,
+        MaskedAutoencoder,
+        SatMAEEncoder,
+        create_model,
+        load_encoder,
+        load_mae,
+    )
+
+__all__ = [
+    "MAEConfig",
+    "MaskedAutoencoder",
+    "SatMAEEncoder",
+    "__version__",
+    "create_model",
+    "load_encoder",
+    "load_mae",
+]
+
+
+def __getattr__(name: str) -> Any:
+    """Import the model API lazily (PEP 562)."""
+    if name in _LAZY:
+        value = getattr(import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'satmae' has no attribute {name!r}")

@@ -18,6 +18,8 @@ from satmae import __version__
 COMMAND_MODULES: tuple[str, ...] = (
     "satmae.cli.info",
     "satmae.cli.demo_data",
+    "satmae.cli.stats",
+    "satmae.cli.check",
 )
 """Subcommand modules, in the order ``satmae --help`` lists them."""
 

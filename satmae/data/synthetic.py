@@ -102,6 +102,12 @@ _SPECTRA: dict[str, tuple[float, ...]] = {
     "cloud": (0.550, 0.560, 0.560, 0.570, 0.570, 0.570, 0.570, 0.580, 0.580, 0.500, 0.420, 0.320),
 }  # fmt: skip
 
+_SURFACE_TEXTURE = 0.05
+"""Relative per-pixel reflectance variation at 10 m (trees, roofs, furrows), fixed over time."""
+
+_SENSOR_NOISE = 0.003
+"""Standard deviation of the reflectance noise per native pixel of each band."""
+
 _CLASS_PROBABILITIES: dict[str, float] = {
     "water": 0.07,
     "forest": 0.23,
@@ -294,17 +300,28 @@ def _greenness(day_of_year: NDArray[Any] | float, peak: float, width: float) -> 
     return np.exp(-0.5 * ((np.asarray(day_of_year) - peak) / width) ** 2)
 
 
-def _native_resolution(image: NDArray[np.float32], bands: tuple[str, ...]) -> NDArray[np.float32]:
-    """Blur each band to its native ground sampling distance, keeping the 10 m grid."""
+def _native_resolution(
+    image: NDArray[np.float32], bands: tuple[str, ...], rng: np.random.Generator
+) -> NDArray[np.float32]:
+    """Sample each band at its native resolution, with noise, and resample it to 10 m.
+
+    Sensor noise is drawn per native pixel; the resampling back to the 10 m grid is bilinear, as
+    in resampled products.
+    """
     tensor = torch.from_numpy(image)  # (T, C, H, W)
     size = tensor.shape[-1]
     out = tensor.clone()
     for index, band in enumerate(bands):
         factor = SENTINEL2_BANDS[band].resolution_m // 10
-        if factor == 1:
-            continue
-        coarse = F.interpolate(tensor[:, index : index + 1], scale_factor=1 / factor, mode="area")
-        out[:, index : index + 1] = F.interpolate(coarse, size=(size, size), mode="bilinear")
+        channel = tensor[:, index : index + 1]
+        coarse = (
+            channel if factor == 1 else F.interpolate(channel, scale_factor=1 / factor, mode="area")
+        )
+        noise = rng.normal(0.0, _SENSOR_NOISE, size=tuple(coarse.shape)).astype(np.float32)
+        coarse = coarse + torch.from_numpy(noise)
+        if factor > 1:
+            coarse = F.interpolate(coarse, size=(size, size), mode="bilinear")
+        out[:, index : index + 1] = coarse
     return out.numpy()
 
 
@@ -364,8 +381,7 @@ def generate_demo_arrays(config: DemoConfig | None = None) -> DemoArrays:
             image[t][:, where] = np.broadcast_to(layer, (num_bands, size, size))[:, where]
         image[t] *= brightness[None]
 
-    image = _native_resolution(image, bands)
-    image += rng.normal(0.0, 0.004, size=image.shape).astype(np.float32)  # sensor noise
+    image *= 1.0 + _SURFACE_TEXTURE * rng.standard_normal(image.shape[-2:], dtype=np.float32)
 
     scl = np.zeros((config.num_dates, size, size), dtype=np.uint8)
     for t in range(config.num_dates):
@@ -377,6 +393,8 @@ def generate_demo_arrays(config: DemoConfig | None = None) -> DemoArrays:
         cloud_fraction = 0.0 if t == 0 else rng.uniform(0.0, config.max_cloud_fraction)
         if cloud_fraction > 0:
             _add_clouds(rng, image[t], scl[t], cloud_fraction, spectra["cloud"])
+    # The sensor sees the scene, clouds included, at each band's own resolution.
+    image = _native_resolution(image, bands, rng)
 
     reflectance = np.clip(np.round(image * REFLECTANCE_SCALE), 1, 65535).astype(np.uint16)
     nodata = _nodata_wedge(size, config.nodata_fraction)

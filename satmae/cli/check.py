@@ -1,0 +1,94 @@
+"""``satmae check DATA [--model BUNDLE]``: validate data against what a model expects."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict
+
+from rich.console import Console
+from rich.table import Table
+
+from satmae.data.check import CheckResult, check_grids, check_sample, load_model_spec
+from satmae.data.grid import Grid
+from satmae.data.sources import list_sources, read_center
+from satmae.data.stats import BandStats, load_stats
+
+_STYLE = {"ok": "green", "warn": "yellow", "error": "bold red", "skip": "dim"}
+
+
+def _default_stats(bands: tuple[str, ...]) -> BandStats:
+    """Built-in statistics for the product level the bands suggest (B10 only exists in L1C)."""
+    return load_stats("s2_l1c" if "B10" in bands else "s2_l2a")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Check every sample (up to --max-samples) and print a table; exit 1 on errors."""
+    model = load_model_spec(args.model) if args.model else None
+    chosen = load_stats(args.stats) if args.stats else None
+    sources = list_sources(args.data, args.bands, band_order=args.band_order)
+    results: list[CheckResult] = []
+    grids: list[tuple[str, Grid]] = []
+    for source in sources[: args.max_samples]:
+        sample = read_center(source, args.size)
+        stats = chosen or (model.normalization if model else None)
+        stats = stats or _default_stats(sample["bands"])
+        results += check_sample(
+            dict(sample), stats=stats, model=model, source=source.name, dtype=source.dtype()
+        )
+        if (grid := source.grid()) is not None:
+            grids.append((source.name, grid))
+    results += check_grids(grids)
+    errors = sum(result.status == "error" for result in results)
+    if args.json:
+        print(json.dumps([asdict(result) for result in results], indent=2))
+    else:
+        table = Table(title=f"satmae check {args.data}")
+        for column in ("source", "check", "status", "detail"):
+            table.add_column(column, overflow="fold")
+        for result in results:
+            if result.status in ("ok", "skip") and args.errors_only:
+                continue
+            style = _STYLE[result.status]
+            table.add_row(
+                result.source, result.check, f"[{style}]{result.status}[/]", result.detail
+            )
+        console = Console(width=args.width)
+        console.print(table)
+        skipped = len(sources) - min(len(sources), args.max_samples)
+        more = f" ({skipped} more samples not checked; raise --max-samples)" if skipped else ""
+        console.print(f"{errors} error(s) in {min(len(sources), args.max_samples)} sample(s){more}")
+    return 1 if errors else 0
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``satmae check``."""
+    parser = subparsers.add_parser(
+        "check",
+        help="validate data (bands, order, scale, nodata, grids, normalisation) before training",
+        description="Check data against what a model expects: band names and order (from the "
+        "pixels: B08/B8A swaps, 60 m bands in 10 m slots), reflectance scale, nodata, grids and "
+        "CRSs, and mean/std after normalisation. Exits 1 when any check fails.",
+    )
+    parser.add_argument("data", help="raster, folder, OSCD/BigEarthNet root, cube or index")
+    parser.add_argument("--model", help="model bundle directory (its config.json)")
+    parser.add_argument(
+        "--stats",
+        help="statistics in use: s2_l1c, s2_l2a, satmae_official or a JSON file "
+        "(default: the model's, else built-in by product level)",
+    )
+    parser.add_argument("--bands", nargs="+", help="bands to read (default: all found)")
+    parser.add_argument(
+        "--band-order", nargs="+", help="band order of multi-band files without band names"
+    )
+    parser.add_argument("--max-samples", type=int, default=20, help="samples to check")
+    parser.add_argument(
+        "--size",
+        type=int,
+        default=1024,
+        help="check the central SIZE x SIZE pixels of each raster (default 1024)",
+    )
+    parser.add_argument("--errors-only", action="store_true", help="show only warnings and errors")
+    parser.add_argument("--json", action="store_true", help="print results as JSON")
+    parser.add_argument("--width", type=int, default=None, help="table width in characters")
+    parser.set_defaults(func=run)

@@ -1,0 +1,23 @@
+"""SatMAE models: tokenizer, masking, encoder, decoders, MAE, registry and checkpoints.
+
+Importing this package registers every named model with timm.
+"""
+
+from satmae.models.bundle import load_encoder, load_mae, save_bundle
+from satmae.models.config import MAEConfig
+from satmae.models.encoder import EncoderFeatures, SatMAEEncoder
+from satmae.models.mae import MAEOutput, MaskedAutoencoder
+from satmae.models.registry import MODEL_CONFIGS, create_model
+
+__all__ = [
+    "MODEL_CONFIGS",
+    "EncoderFeatures",
+    "MAEConfig",
+    "MAEOutput",
+    "MaskedAutoencoder",
+    "SatMAEEncoder",
+    "create_model",
+    "load_encoder",
+    "load_mae",
+    "save_bundle",
+]

@@ -1,0 +1,231 @@
+"""MAE decoders: the full decoder and the fast cross-attention decoder (a config value).
+
+Both return predictions in the model's band order, ``(B, T, C, L, p*p)``, plus which tokens were
+predicted. Head g maps the decoder width to ``|head_bands[g]|·p·p`` values, channel-first within
+the patch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from satmae.models.blocks import Block, CrossBlock, LayerNorm
+from satmae.models.config import MAEConfig
+from satmae.models.encoder import frame_attention_mask, init_weights
+from satmae.models.masking import Masking
+from satmae.models.tokenizer import Encodings
+
+
+@dataclass(frozen=True)
+class TokenGrid:
+    """What the decoder needs to know about the token grid.
+
+    Attributes:
+        frames: T.
+        groups: model indices of the present groups (G' of them).
+        patch_grid: ``(h, w)``.
+        times: ``(B, T)`` seconds since epoch or ``None``.
+        frame_mask: ``(B, T)`` bool real frames or ``None``.
+    """
+
+    frames: int
+    groups: tuple[int, ...]
+    patch_grid: tuple[int, int]
+    times: Tensor | None
+    frame_mask: Tensor | None
+
+    @property
+    def patches(self) -> int:
+        """L, patches per frame and group."""
+        return self.patch_grid[0] * self.patch_grid[1]
+
+    @property
+    def tokens(self) -> int:
+        """N = T·G'·L."""
+        return self.frames * len(self.groups) * self.patches
+
+
+class Decoder(nn.Module):
+    """Shared parts: input projection, mask token, encodings, norm and per-group heads."""
+
+    def __init__(self, config: MAEConfig) -> None:
+        super().__init__()
+        self.config = config
+        dim = config.decoder_dim
+        area = config.patch_size**2
+        self.embed = nn.Linear(config.embed_dim, dim)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.encodings = Encodings(config, decoder=True)
+        self.norm = LayerNorm(dim)
+        self.heads = nn.ModuleList(nn.Linear(dim, len(bands) * area) for bands in config.heads)
+
+    def init(self) -> None:
+        """SatMAE initialisation of the decoder."""
+        init_weights(self)
+        nn.init.normal_(self.mask_token, std=0.02)
+
+    def band_order(self, groups: tuple[int, ...]) -> list[int]:
+        """Permutation from concatenated head outputs to the present bands in model order."""
+        slots = [band for group in groups for band in self.config.heads[group]]
+        present = [band for group in groups for band in self.config.band_groups[group]]
+        return [slots.index(band) for band in present]
+
+    def codes(self, grid: TokenGrid, batch: int, device: torch.device) -> Tensor:
+        """Decoder encodings of every token: ``(B or 1, N, D_dec)``."""
+        codes: Tensor = self.encodings(
+            grid.patch_grid, grid.groups, grid.times, batch, grid.frames, device
+        )
+        return codes.flatten(1, 3)
+
+    def token_frames(self, grid: TokenGrid, index: Tensor) -> Tensor:
+        """Frame of each flattened token index: same shape as ``index``."""
+        return torch.div(index, len(grid.groups) * grid.patches, rounding_mode="floor")
+
+
+class FullDecoder(Decoder):
+    """SatMAE's decoder: mask tokens at hidden positions, self-attention over all tokens."""
+
+    def __init__(self, config: MAEConfig) -> None:
+        super().__init__(config)
+        self.blocks = nn.ModuleList(
+            Block(config.decoder_dim, config.decoder_num_heads, config.mlp_ratio)
+            for _ in range(config.decoder_depth)
+        )
+        self.init()
+
+    def forward(
+        self,
+        latent: Tensor,
+        masking: Masking,
+        grid: TokenGrid,
+        generator: torch.Generator | None = None,
+    ) -> tuple[Tensor, Tensor | None]:
+        """Predict every token.
+
+        Args:
+            latent: ``(B, 1+N_keep, D)`` encoder output (cls first).
+            masking: the mask and visible indices.
+            grid: the token grid.
+            generator: unused (the full decoder predicts every token).
+
+        Returns:
+            predictions ``(B, T, C', L, p*p)`` and ``None`` (every token is predicted).
+        """
+        batch = latent.shape[0]
+        x = self.embed(latent).to(self.mask_token.dtype)  # (B, 1+N_keep, Dd)
+        dim = x.shape[-1]
+        full = self.mask_token.to(x.dtype).expand(batch, grid.tokens, dim)
+        index = masking.visible.unsqueeze(-1).expand(-1, -1, dim)
+        full = full.scatter(1, index, x[:, 1:])  # (B, N, Dd)
+        full = full + self.codes(grid, batch, x.device).to(x.dtype)
+        cls = x[:, :1] + self.encodings.cls(x.device).to(x.dtype)
+        x = torch.cat([cls, full], dim=1)  # (B, 1+N, Dd)
+        all_tokens = torch.arange(grid.tokens, device=x.device).expand(batch, -1)
+        attn_mask = frame_attention_mask(grid.frame_mask, self.token_frames(grid, all_tokens))
+        for block in self.blocks:
+            x = block(x, attn_mask)
+        x = self.norm(x)[:, 1:]
+        x = x.reshape(batch, grid.frames, len(grid.groups), grid.patches, dim)
+        area = self.config.patch_size**2
+        outputs = []
+        for position, group in enumerate(grid.groups):
+            out = self.heads[group](x[:, :, position])  # (B, T, L, |g|*p*p)
+            out = out.reshape(*out.shape[:3], -1, area).transpose(2, 3)  # (B, T, |g|, L, p*p)
+            outputs.append(out)
+        pred = torch.cat(outputs, dim=2)[:, :, self.band_order(grid.groups)]
+        return pred, None
+
+
+class CrossDecoder(Decoder):
+    """Fast decoder: hidden-token queries cross-attend to the encoded visible tokens.
+
+    In training it reconstructs a random ``decoder_fraction`` of the hidden tokens; in eval mode
+    it reconstructs all of them.
+    """
+
+    def __init__(self, config: MAEConfig) -> None:
+        super().__init__(config)
+        self.blocks = nn.ModuleList(
+            CrossBlock(config.decoder_dim, config.decoder_num_heads, config.mlp_ratio)
+            for _ in range(config.decoder_depth)
+        )
+        self.init()
+
+    def forward(
+        self,
+        latent: Tensor,
+        masking: Masking,
+        grid: TokenGrid,
+        generator: torch.Generator | None = None,
+    ) -> tuple[Tensor, Tensor | None]:
+        """Predict (a fraction of) the hidden tokens.
+
+        Returns:
+            predictions ``(B, T, C', L, p*p)`` (zero where not predicted) and the predicted
+            tokens ``(B, T, G', L)`` bool.
+        """
+        batch = latent.shape[0]
+        hidden = masking.mask.flatten(1)  # (B, N)
+        num_hidden = grid.tokens - masking.visible.shape[1]
+        fraction = self.config.decoder_fraction if self.training else 1.0
+        num_queries = min(num_hidden, max(1, round(fraction * num_hidden))) if num_hidden else 0
+        bands = sum(len(self.config.band_groups[group]) for group in grid.groups)
+        area = self.config.patch_size**2
+        pred = latent.new_zeros(batch, grid.frames, bands, grid.patches, area)
+        predicted = torch.zeros_like(hidden)
+        if num_queries == 0:
+            return pred, predicted.view(masking.mask.shape)
+
+        x = self.embed(latent).to(self.mask_token.dtype)  # (B, 1+N_keep, Dd)
+        dim = x.shape[-1]
+        codes = self.codes(grid, batch, x.device).to(x.dtype).expand(batch, -1, -1)  # (B, N, Dd)
+        visible_codes = torch.gather(codes, 1, masking.visible.unsqueeze(-1).expand(-1, -1, dim))
+        cls = x[:, :1] + self.encodings.cls(x.device).to(x.dtype)
+        context = torch.cat([cls, x[:, 1:] + visible_codes], dim=1)  # (B, 1+N_keep, Dd)
+
+        noise = torch.rand(hidden.shape, generator=generator, device=hidden.device)
+        noise = noise.masked_fill(~hidden, 2.0)  # visible tokens are never queried
+        queries_index = torch.argsort(noise, dim=1)[:, :num_queries].sort(dim=1).values  # (B, Q)
+        queries = self.mask_token.to(x.dtype) + torch.gather(
+            codes, 1, queries_index.unsqueeze(-1).expand(-1, -1, dim)
+        )  # (B, Q, Dd)
+        attn_mask = frame_attention_mask(grid.frame_mask, self.token_frames(grid, masking.visible))
+        for block in self.blocks:
+            queries = block(queries, context, attn_mask)
+        queries = self.norm(queries)
+
+        # One fused matmul for all present heads, then keep each query's own group.
+        heads = [self.heads[group] for group in grid.groups]
+        weight = torch.cat([head.weight for head in heads if isinstance(head, nn.Linear)])
+        bias = torch.cat([head.bias for head in heads if isinstance(head, nn.Linear)])
+        out = nn.functional.linear(queries, weight, bias)
+        out = out.reshape(*out.shape[:2], -1, area)  # (B, Q, C', p*p)
+        out = out[:, :, self.band_order(grid.groups)]  # model band order
+        sizes = torch.tensor(
+            [len(self.config.band_groups[g]) for g in grid.groups], device=x.device
+        )
+        band_group = torch.repeat_interleave(torch.arange(len(grid.groups), device=x.device), sizes)
+        per_frame = len(grid.groups) * grid.patches
+        query_group = torch.div(queries_index % per_frame, grid.patches, rounding_mode="floor")
+        own = band_group[None, None, :] == query_group[:, :, None]  # (B, Q, C')
+        out = out * own.unsqueeze(-1).to(out.dtype)
+        location = (
+            torch.div(queries_index, per_frame, rounding_mode="floor") * grid.patches
+            + queries_index % grid.patches
+        )  # (B, Q) index into T*L
+        flat = pred.to(out.dtype).transpose(2, 3).flatten(1, 2)  # (B, T*L, C', p*p)
+        flat = flat.index_put(
+            (torch.arange(batch, device=x.device)[:, None], location), out, accumulate=True
+        )
+        pred = flat.reshape(batch, grid.frames, grid.patches, *flat.shape[2:]).transpose(2, 3)
+        predicted = predicted.scatter(1, queries_index, True)
+        return pred, predicted.view(masking.mask.shape)
+
+
+def build_decoder(config: MAEConfig) -> Decoder:
+    """The decoder named by ``config.decoder``."""
+    kinds: dict[str, type[Decoder]] = {"full": FullDecoder, "cross": CrossDecoder}
+    return kinds[config.decoder](config)

@@ -1,0 +1,292 @@
+"""The SatMAE masked autoencoder: tokenizer -> masking -> encoder -> decoder -> loss."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from satmae.models.config import MAEConfig
+from satmae.models.decoder import TokenGrid, build_decoder
+from satmae.models.encoder import SatMAEEncoder, check_frame_mask, frame_attention_mask
+from satmae.models.masking import Masking, RandomMasking
+from satmae.models.tokenizer import BandSelection, patchify, unpatchify
+
+NORM_PIX_EPS = 1e-6
+
+
+@dataclass
+class MAEOutput:
+    """Named result of a pretraining forward pass.
+
+    Attributes:
+        loss: scalar mean squared error over the hidden tokens counted in the loss.
+        pred: ``(B, T, C', L, p*p)`` predictions in model band order of the present bands
+            (standardised patches when ``norm_pix_loss``).
+        target: ``(B, T, C', L, p*p)`` the targets the loss compared against.
+        mask: ``(B, T, G', L)`` bool, True = hidden from the encoder.
+        predicted: ``(B, T, G', L)`` bool, tokens the decoder reconstructed (all of them for the
+            full decoder; hidden ones, or a fraction of them, for the cross decoder).
+        weight: ``(B, T, G', L)`` 1 for tokens counted in the loss (hidden, predicted, mostly
+            valid, real frame), else 0.
+        token_losses: ``(B, T, G', L)`` per-token error (mean over the group's bands).
+        group_losses: ``(G',)`` loss per present group.
+        frame_losses: ``(T,)`` loss per frame.
+        latent: ``(B, 1+N_keep, D)`` encoder output (cls first, visible tokens in spatial order).
+        groups: model indices of the present groups.
+        bands: the present bands, in the order of ``pred``'s C' axis.
+        patch_grid: ``(h, w)``.
+    """
+
+    loss: Tensor
+    pred: Tensor
+    target: Tensor
+    mask: Tensor
+    predicted: Tensor
+    weight: Tensor
+    token_losses: Tensor
+    group_losses: Tensor
+    frame_losses: Tensor
+    latent: Tensor
+    groups: tuple[int, ...]
+    bands: tuple[str, ...]
+    patch_grid: tuple[int, int]
+
+
+class MaskedAutoencoder(nn.Module):
+    """One model for multispectral, temporal and spectro-temporal SatMAE pretraining.
+
+    Args:
+        config: the architecture (see :class:`~satmae.models.config.MAEConfig`).
+    """
+
+    def __init__(self, config: MAEConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.encoder = SatMAEEncoder(config)
+        self.masking = RandomMasking(config.mask_ratio, config.mask_time, config.mask_groups)
+        self.decoder = build_decoder(config)
+        self.normalization: dict[str, Any] | None = None
+        self.provenance: dict[str, Any] = {}
+
+    def forward(
+        self,
+        x: Tensor,
+        times: Tensor | None = None,
+        bands: Sequence[str] | None = None,
+        valid: Tensor | None = None,
+        frame_mask: Tensor | None = None,
+        mask: Tensor | None = None,
+        mask_ratio: float | None = None,
+        generator: torch.Generator | None = None,
+        target: Tensor | None = None,
+        noise: Tensor | None = None,
+    ) -> MAEOutput:
+        """Mask, encode the visible tokens, decode and compute the loss.
+
+        Args:
+            x: ``(B, T, C, H, W)`` normalised images.
+            times: ``(B, T)`` int64 seconds since 1970-01-01 UTC (temporal models only).
+            bands: names of x's C channels (default: the model's bands in order). Channels of
+                bands the model does not use are ignored; whole groups may be missing.
+            valid: ``(B, T, H, W)`` bool valid pixels; invalid pixels weigh 0 in the loss.
+            frame_mask: ``(B, T)`` bool, False for padded frames (no attention, no loss).
+            mask: optional ``(B, T, G', L)`` bool hidden mask to use instead of a random one.
+            mask_ratio: overrides ``config.mask_ratio``.
+            generator: random generator for reproducible masks.
+            target: ``(B, T, C, H, W)`` images to reconstruct instead of ``x``.
+            noise: explicit masking noise (see :meth:`RandomMasking.forward`).
+
+        Returns:
+            the named outputs; ``loss`` is what to backpropagate.
+        """
+        encoder = self.encoder
+        selection = encoder.select(x, bands)
+        patch_grid = encoder.tokenizer.check_input(x)
+        tokens = encoder.tokenizer(x, times, selection)  # (B, T, G', L, D)
+        batch, frames, groups, patches, dim = tokens.shape
+        frame_mask = check_frame_mask(frame_mask, batch, frames)
+        usable = self._usable_tokens(valid, frame_mask, tokens.shape[:4], x.device)
+        if mask is not None:
+            if tuple(mask.shape) != tuple(tokens.shape[:4]):
+                raise ValueError(
+                    f"expected mask of shape {tuple(tokens.shape[:4])}, got {tuple(mask.shape)}"
+                )
+            masking = Masking.from_mask(mask.to(x.device))
+        else:
+            masking = self.masking(
+                (batch, frames, groups, patches),
+                x.device,
+                invalid=None if usable is None else ~usable,
+                generator=generator,
+                mask_ratio=mask_ratio,
+                noise=noise,
+            )
+        index = masking.visible.unsqueeze(-1).expand(-1, -1, dim)
+        visible = torch.gather(tokens.flatten(1, 3), 1, index)  # (B, N_keep, D)
+        token_frames = torch.div(masking.visible, groups * patches, rounding_mode="floor")
+        attn_mask = frame_attention_mask(frame_mask, token_frames)
+        latent, _ = encoder.run_blocks(visible, attn_mask)  # (B, 1+N_keep, D)
+
+        grid = TokenGrid(frames, selection.groups, patch_grid, times, frame_mask)
+        pred, predicted = self.decoder(latent, masking, grid, generator)
+        source = x if target is None else target
+        target_patches, _ = self.targets(source, selection)
+        return self._loss(
+            pred,
+            target_patches,
+            masking.mask,
+            predicted,
+            usable,
+            valid,
+            selection,
+            latent,
+            patch_grid,
+        )
+
+    # Loss ---------------------------------------------------------------------------------
+
+    def targets(
+        self, images: Tensor, selection: BandSelection
+    ) -> tuple[Tensor, tuple[Tensor, Tensor] | None]:
+        """Target patches in model band order, standardised when ``norm_pix_loss``.
+
+        Returns:
+            ``(B, T, C', L, p*p)`` targets and the ``(mean, std)`` used (broadcastable), or
+            ``None`` without ``norm_pix_loss``.
+        """
+        patches = patchify(images[:, :, selection.flat_channels], self.config.patch_size)
+        if not self.config.norm_pix_loss:
+            return patches, None
+        if self.config.norm_pix_scope == "location":
+            spans = [(0, patches.shape[2])]
+        else:
+            sizes = [len(self.config.band_groups[group]) for group in selection.groups]
+            starts = [sum(sizes[:i]) for i in range(len(sizes))]
+            spans = [(start, start + size) for start, size in zip(starts, sizes, strict=True)]
+        normed, means, stds = [], [], []
+        for start, stop in spans:
+            part = patches[:, :, start:stop]  # (B, T, |g|, L, p*p)
+            values = part.transpose(2, 3).flatten(3)  # (B, T, L, |g|*p*p)
+            mean = values.mean(-1)[:, :, None, :, None]
+            std = (values.var(-1)[:, :, None, :, None] + NORM_PIX_EPS) ** 0.5
+            normed.append((part - mean) / std)
+            means.append(mean.expand(-1, -1, stop - start, -1, -1))
+            stds.append(std.expand(-1, -1, stop - start, -1, -1))
+        return torch.cat(normed, 2), (torch.cat(means, 2), torch.cat(stds, 2))
+
+    def _usable_tokens(
+        self,
+        valid: Tensor | None,
+        frame_mask: Tensor | None,
+        shape: tuple[int, int, int, int],
+        device: torch.device,
+    ) -> Tensor | None:
+        """``(B, T, G', L)`` tokens that are mostly valid and in real frames, or ``None``."""
+        if valid is None and frame_mask is None:
+            return None
+        batch, frames, _, patches = shape
+        usable = torch.ones(batch, frames, 1, patches, dtype=torch.bool, device=device)
+        if valid is not None:
+            if valid.ndim != 4 or valid.shape[:2] != (batch, frames):
+                raise ValueError(f"expected valid of shape (B, T, H, W), got {tuple(valid.shape)}")
+            fraction = patchify(valid[:, :, None].float(), self.config.patch_size).mean(-1)
+            usable = usable & (fraction >= self.config.min_valid_fraction)  # (B, T, 1, L)
+        if frame_mask is not None:
+            usable = usable & frame_mask[:, :, None, None]
+        return usable.expand(shape)
+
+    def _loss(
+        self,
+        pred: Tensor,
+        target: Tensor,
+        hidden: Tensor,
+        predicted: Tensor | None,
+        usable: Tensor | None,
+        valid: Tensor | None,
+        selection: BandSelection,
+        latent: Tensor,
+        patch_grid: tuple[int, int],
+    ) -> MAEOutput:
+        squared = (pred.float() - target.float()) ** 2  # (B, T, C', L, p*p)
+        if valid is None:
+            band_errors = squared.mean(-1)  # (B, T, C', L)
+        else:
+            pixel_weight = patchify(valid[:, :, None].float(), self.config.patch_size)
+            band_errors = (squared * pixel_weight).sum(-1) / pixel_weight.sum(-1).clamp_min(1.0)
+        sizes = [len(self.config.band_groups[group]) for group in selection.groups]
+        group_of_band = torch.repeat_interleave(
+            torch.arange(len(sizes), device=pred.device), torch.tensor(sizes, device=pred.device)
+        )
+        membership = group_of_band[None] == torch.arange(len(sizes), device=pred.device)[:, None]
+        membership = membership.float() / membership.sum(1, keepdim=True)  # (G', C') group means
+        token_losses = torch.einsum("btcl,gc->btgl", band_errors, membership)
+        weight = hidden.float()
+        if predicted is not None:
+            weight = weight * predicted.float()
+        if usable is not None:
+            weight = weight * usable.float()
+        weighted = token_losses * weight
+        loss = weighted.sum() / weight.sum().clamp_min(1.0)
+        group_losses = weighted.sum((0, 1, 3)) / weight.sum((0, 1, 3)).clamp_min(1.0)
+        frame_losses = weighted.sum((0, 2, 3)) / weight.sum((0, 2, 3)).clamp_min(1.0)
+        return MAEOutput(
+            loss=loss,
+            pred=pred,
+            target=target,
+            mask=hidden,
+            predicted=torch.ones_like(hidden) if predicted is None else predicted,
+            weight=weight,
+            token_losses=token_losses,
+            group_losses=group_losses,
+            frame_losses=frame_losses,
+            latent=latent,
+            groups=selection.groups,
+            bands=selection.bands,
+            patch_grid=patch_grid,
+        )
+
+    # Images -------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def reconstruct(
+        self,
+        x: Tensor,
+        times: Tensor | None = None,
+        bands: Sequence[str] | None = None,
+        keep_visible: bool = False,
+        **kwargs: Any,
+    ) -> Tensor:
+        """Reconstructed images ``(B, T, C', H, W)`` in model band order of the present bands.
+
+        Predictions are de-standardised with each target patch's statistics when
+        ``norm_pix_loss`` is on. Tokens without a prediction (visible tokens of the cross
+        decoder) and, with ``keep_visible``, all visible tokens show the input pixels.
+
+        Args:
+            x: ``(B, T, C, H, W)``.
+            times: ``(B, T)`` seconds since epoch.
+            bands: names of x's channels.
+            keep_visible: paste the input at visible tokens.
+            **kwargs: passed to :meth:`forward` (``mask``, ``generator``, ``valid``, …).
+        """
+        was_training = self.training
+        self.eval()
+        try:
+            out = self.forward(x, times, bands, **kwargs)
+        finally:
+            self.train(was_training)
+        selection = self.encoder.select(x, bands)
+        _, stats = self.targets(x, selection)
+        pred = out.pred if stats is None else out.pred * stats[1] + stats[0]
+        raw = patchify(x[:, :, selection.flat_channels], self.config.patch_size)
+        sizes = [len(self.config.band_groups[group]) for group in selection.groups]
+        paste = ~out.predicted | (~out.mask if keep_visible else torch.zeros_like(out.mask))
+        paste_bands = torch.repeat_interleave(
+            paste, torch.tensor(sizes, device=x.device), dim=2
+        )  # (B, T, C', L)
+        pred = torch.where(paste_bands[..., None], raw, pred)
+        return unpatchify(pred, out.patch_grid)

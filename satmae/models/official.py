@@ -1,0 +1,421 @@
+"""Convert official SatMAE / SatMAE++ state dicts to ours and back.
+
+Three official layouts are supported (reference note §3, §4, §6): group-channel (``group_c``),
+temporal (3 RGB frames) and vanilla, each as a pretraining MAE or a fine-tuned ViT. The key
+mapping is documented in ``docs/checkpoints.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+
+from satmae.bands import L1C_BANDS, SATMAE_BANDS, SATMAE_GROUPS
+from satmae.models.config import SATMAE_TIME_FIELDS, MAEConfig
+from satmae.models.encodings import index_encoding, spatial_encoding
+
+OfficialKind = Literal["group_channel", "temporal", "vanilla"]
+Stage = Literal["pretrain", "finetune"]
+
+RGB_BANDS_ORDER: tuple[str, ...] = ("B04", "B03", "B02")
+TABLE_TOLERANCE = 1e-5  # SatMAE++ builds tables in float32: up to 7.2e-7 from ours
+_HEADS_BY_WIDTH = {384: 6, 768: 12, 1024: 16, 1280: 16}
+_SATMAE_PP_PREFIXES = ("proj_up_conv.", "proj_up_norm.", "up_block")
+
+
+@dataclass
+class ConversionReport:
+    """What a conversion did.
+
+    Attributes:
+        kind: the official layout.
+        stage: ``"pretrain"`` (MAE with decoder) or ``"finetune"`` (ViT with head).
+        missing: keys the target needed but the source lacked.
+        unexpected: source keys that were not used (e.g. SatMAE++ upsamplers).
+        notes: other facts worth knowing (stored tables kept, legacy slot order, …).
+    """
+
+    kind: OfficialKind
+    stage: Stage
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def read_checkpoint(path: str | Path) -> Any:
+    """``torch.load`` with ``weights_only=True``, allowing ``argparse.Namespace`` (in args)."""
+    with torch.serialization.safe_globals([argparse.Namespace]):
+        return torch.load(Path(path), map_location="cpu", weights_only=True)
+
+
+def official_state(
+    checkpoint: Any, source: str | Path = "checkpoint"
+) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """The state dict and training arguments of a loaded official checkpoint.
+
+    Accepts ``{"model": state_dict, "args": Namespace, ...}`` or a bare state dict.
+
+    Raises:
+        ValueError: if it is not an official SatMAE checkpoint.
+    """
+    state: Any = checkpoint
+    args: dict[str, Any] = {}
+    if isinstance(checkpoint, dict) and isinstance(checkpoint.get("model"), Mapping):
+        state = dict(checkpoint["model"])
+        raw = checkpoint.get("args")
+        args = vars(raw) if isinstance(raw, argparse.Namespace) else dict(raw or {})
+    if not isinstance(state, Mapping) or not is_official_state_dict(state):
+        keys = sorted(state)[:8] if isinstance(state, Mapping) else type(state).__name__
+        raise ValueError(
+            f"{source} is not a satmae bundle, Lightning checkpoint with a 'satmae_config' entry "
+            f"or official SatMAE checkpoint: expected {{'model': state_dict, 'args': ...}} with "
+            f"'cls_token' and 'patch_embed.*' keys, got {keys}"
+        )
+    return dict(state), args
+
+
+def load_official_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """Read an official ``.pth`` safely: its state dict and training arguments."""
+    return official_state(read_checkpoint(path), path)
+
+
+def is_official_state_dict(state: Mapping[str, Any]) -> bool:
+    """Whether the keys look like an official SatMAE layout (not ours)."""
+    return "cls_token" in state and any(key.startswith("patch_embed.") for key in state)
+
+
+def detect(state: Mapping[str, Tensor]) -> tuple[OfficialKind, Stage]:
+    """Name the official layout of a state dict.
+
+    Raises:
+        ValueError: if the keys match no official layout.
+    """
+    if not is_official_state_dict(state):
+        raise ValueError(
+            "not an official SatMAE state dict: expected 'cls_token' and 'patch_embed.*' keys, "
+            f"got {sorted(state)[:6]}…"
+        )
+    stage: Stage = "pretrain" if "decoder_embed.weight" in state else "finetune"
+    if "patch_embed.0.proj.weight" in state:
+        return "group_channel", stage
+    width = state["pos_embed"].shape[-1]
+    return ("vanilla" if width == state["cls_token"].shape[-1] else "temporal"), stage
+
+
+def _count(state: Mapping[str, Tensor], prefix: str) -> int:
+    pattern = re.compile(rf"^{re.escape(prefix)}\.(\d+)\.")
+    return len({match.group(1) for key in state if (match := pattern.match(key))})
+
+
+def official_config(
+    state: Mapping[str, Tensor], args: Mapping[str, Any] | None = None
+) -> MAEConfig:
+    """Our configuration for an official state dict (and its training ``args``)."""
+    args = dict(args or {})
+    kind, stage = detect(state)
+    dim = state["cls_token"].shape[-1]
+    patches = state["pos_embed"].shape[1] - 1
+    grid = math.isqrt(patches)
+    if kind == "group_channel":
+        convs = [state[f"patch_embed.{g}.proj.weight"] for g in range(_count(state, "patch_embed"))]
+        patch = convs[0].shape[-1]
+        dropped = set(args.get("dropped_bands") or (0, 9, 10))
+        kept = [band for index, band in enumerate(L1C_BANDS) if index not in dropped]
+        grouped = args.get("grouped_bands") or [[0, 1, 2, 6], [3, 4, 5, 7], [8, 9]]
+        if [len(g) for g in grouped] != [conv.shape[1] for conv in convs]:
+            raise ValueError(
+                f"checkpoint patch embeddings take {[c.shape[1] for c in convs]} bands per group "
+                f"but the groups are {grouped}; pass the training args"
+            )
+        groups = tuple(tuple(kept[i] for i in group) for group in grouped)
+        sizes = [len(group) for group in groups]
+        offsets = [sum(sizes[:i]) for i in range(len(sizes))]
+        heads = tuple(tuple(kept[o : o + n]) for o, n in zip(offsets, sizes, strict=True))
+        fields: dict[str, Any] = {
+            "band_groups": groups,
+            "head_bands": heads if heads != groups else None,
+            "group_dim": state["channel_embed"].shape[-1],
+            "time_fields": (),
+            "max_frames": 1,
+            "mask_groups": "consistent" if args.get("spatial_mask") else "independent",
+            "norm_pix_scope": "location",
+        }
+    else:
+        conv = state["patch_embed.proj.weight"]
+        patch = conv.shape[-1]
+        channels = conv.shape[1]
+        if channels == 3:
+            groups = (RGB_BANDS_ORDER,)
+        elif channels == len(SATMAE_BANDS):
+            groups = (SATMAE_BANDS,)
+        else:
+            raise ValueError(
+                f"official {kind} model with {channels} input channels is not supported; "
+                "expected 3 or 10"
+            )
+        fields = {"band_groups": groups, "group_dim": 0}
+        if kind == "temporal":
+            samemask = "samemask" in str(args.get("model", ""))
+            fields |= {
+                "time_fields": SATMAE_TIME_FIELDS,
+                "time_dim": dim - state["pos_embed"].shape[-1],
+                "max_frames": 3,
+                "mask_time": "consistent" if samemask else "independent",
+            }
+        else:
+            fields |= {"time_fields": (), "max_frames": 1}
+    fields |= {
+        "img_size": (grid * patch, grid * patch),
+        "patch_size": patch,
+        "embed_dim": dim,
+        "depth": _count(state, "blocks"),
+        "num_heads": _HEADS_BY_WIDTH.get(dim, max(dim // 64, 1)),
+        "mask_ratio": float(args.get("mask_ratio", 0.75)),
+        "norm_pix_loss": bool(args.get("norm_pix_loss", False)),
+    }
+    if stage == "pretrain":
+        decoder_dim = state["decoder_embed.weight"].shape[0]
+        fields |= {
+            "decoder_dim": decoder_dim,
+            "decoder_depth": _count(state, "decoder_blocks"),
+            "decoder_num_heads": 16,
+        }
+        if kind == "group_channel":
+            fields["decoder_group_dim"] = state["decoder_channel_embed"].shape[-1]
+        if kind == "temporal":
+            fields["decoder_time_dim"] = decoder_dim - state["decoder_pos_embed"].shape[-1]
+    else:
+        fields |= {
+            "global_pool_norm": "fc_norm.weight" in state,
+            "num_classes": state["head.weight"].shape[0] if "head.weight" in state else 0,
+        }
+        if kind == "temporal":
+            fields["decoder_time_dim"] = 48  # unused by an encoder; any valid split of 3 fields
+    return MAEConfig(**fields)
+
+
+def _pred_rows_to_ours(weight: Tensor, channels: int) -> Tensor:
+    """Vanilla/temporal ``decoder_pred`` rows ordered (p, q, c) -> ours (c, p, q)."""
+    rest = weight.shape[1:]
+    return weight.reshape(-1, channels, *rest).transpose(0, 1).reshape(weight.shape)
+
+
+def _pred_rows_to_official(weight: Tensor, channels: int) -> Tensor:
+    """Inverse of :func:`_pred_rows_to_ours`."""
+    rest = weight.shape[1:]
+    return weight.reshape(channels, -1, *rest).transpose(0, 1).reshape(weight.shape)
+
+
+def _matches(table: Tensor, reference: Tensor) -> bool:
+    return table.shape == reference.shape and bool(
+        (table.float() - reference).abs().max() <= TABLE_TOLERANCE
+    )
+
+
+def from_official(
+    state: Mapping[str, Tensor], args: Mapping[str, Any] | None = None
+) -> tuple[MAEConfig, dict[str, Tensor], ConversionReport]:
+    """Convert an official state dict to our configuration and key names.
+
+    Frozen sin-cos tables are dropped when they equal ours (they are recomputed); tables that
+    were fine-tuned are kept as learned tables (``encoding="learned"``). The cls encodings of
+    fine-tuned models (``pos_embed[0]``, ``channel_cls_embed``) are folded into ``cls_token``.
+
+    Returns:
+        our config, our state dict (``encoder.*`` and, for pretraining, ``decoder.*``) and a
+        report naming every unused key.
+    """
+    kind, stage = detect(state)
+    config = official_config(state, args)
+    report = ConversionReport(kind, stage)
+    used: set[str] = set()
+    out: dict[str, Tensor] = {}
+
+    def take(key: str) -> Tensor:
+        if key not in state:
+            report.missing.append(key)
+            raise ValueError(
+                f"official {kind} {stage} checkpoint lacks key {key!r}; expected the full "
+                f"layout of reference §6, given {len(state)} keys"
+            )
+        used.add(key)
+        return state[key]
+
+    cpu = torch.device("cpu")
+    spatial_dim, group_dim, _ = config.widths()
+    grid = (config.img_size[0] // config.patch_size, config.img_size[1] // config.patch_size)
+    pos = take("pos_embed")[0]  # (L+1, Ds)
+    cls = take("cls_token")
+    learned = False
+    if not _matches(pos[1:], spatial_encoding(spatial_dim, *grid, cpu)):
+        learned = True
+    if kind == "group_channel":
+        channel = take("channel_embed")[0]
+        if not _matches(channel, index_encoding(group_dim, config.num_groups, cpu)):
+            learned = True
+    if stage == "finetune":
+        cls_code = pos[:1]
+        if kind == "group_channel":
+            extra = take("channel_cls_embed")[0] if "channel_cls_embed" in state else None
+            cls_code = torch.cat(
+                [cls_code, extra if extra is not None else pos.new_zeros(1, group_dim)], -1
+            )
+        elif kind == "temporal":
+            cls_code = torch.cat([cls_code, pos.new_zeros(1, config.embed_dim - spatial_dim)], -1)
+        cls = cls + cls_code
+    out["encoder.cls_token"] = cls
+    if learned:
+        config = replace(config, encoding="learned")
+        out["encoder.tokenizer.encodings.spatial_table"] = pos[1:].clone()
+        out["encoder.tokenizer.encodings.group_table"] = (
+            channel.clone() if kind == "group_channel" else pos.new_zeros(1, 0)
+        )
+        report.notes.append(
+            "encoder tables differ from sin-cos (fine-tuned): kept as learned tables"
+        )
+    if kind == "group_channel":
+        for group in range(config.num_groups):
+            for name in ("weight", "bias"):
+                out[f"encoder.tokenizer.patch_embed.{group}.{name}"] = take(
+                    f"patch_embed.{group}.proj.{name}"
+                )
+    else:
+        for name in ("weight", "bias"):
+            out[f"encoder.tokenizer.patch_embed.0.{name}"] = take(f"patch_embed.proj.{name}")
+    for key in state:
+        if key.startswith("blocks.") or key.startswith(("norm.", "fc_norm.", "head.")):
+            out[f"encoder.{key}"] = take(key)
+    if stage == "pretrain":
+        out["decoder.mask_token"] = take("mask_token")
+        for key in state:
+            if key.startswith("decoder_blocks."):
+                out["decoder.blocks." + key.removeprefix("decoder_blocks.")] = take(key)
+            elif key.startswith(("decoder_embed.", "decoder_norm.")):
+                out["decoder." + key.removeprefix("decoder_")] = take(key)
+        dec_spatial, dec_group, _ = config.widths(decoder=True)
+        if not _matches(
+            take("decoder_pos_embed")[0, 1:], spatial_encoding(dec_spatial, *grid, cpu)
+        ):
+            report.notes.append("decoder_pos_embed differs from sin-cos; recomputed sin-cos used")
+        if kind == "group_channel":
+            table = take("decoder_channel_embed")[0]
+            if not _matches(table, index_encoding(dec_group, config.num_groups + 1, cpu)):
+                report.notes.append("decoder_channel_embed differs from sin-cos; recomputed used")
+            for group in range(config.num_groups):
+                for name in ("weight", "bias"):
+                    out[f"decoder.heads.{group}.{name}"] = take(f"decoder_pred.{group}.{name}")
+            if config.head_bands is not None:
+                report.notes.append(
+                    f"legacy decoder slot order kept: heads emit {config.head_bands} "
+                    "(reference §3.2.6); set head_bands=None before further pretraining"
+                )
+        else:
+            channels = len(config.bands)
+            out["decoder.heads.0.weight"] = _pred_rows_to_ours(
+                take("decoder_pred.weight"), channels
+            )
+            out["decoder.heads.0.bias"] = _pred_rows_to_ours(take("decoder_pred.bias"), channels)
+    report.unexpected = sorted(set(state) - used)
+    if any(key.startswith(_SATMAE_PP_PREFIXES) for key in report.unexpected):
+        report.notes.append("SatMAE++ multi-scale upsampler keys are not used (MSE decoder only)")
+    return config, out, report
+
+
+def to_official(
+    config: MAEConfig, state: Mapping[str, Tensor], stage: Stage | None = None
+) -> dict[str, Tensor]:
+    """Convert our state dict (``encoder.*`` and ``decoder.*`` keys) to the official layout.
+
+    Args:
+        config: our configuration; must be group-channel (G > 1, no time), temporal (G = 1,
+            time) or vanilla (G = 1, no time).
+        state: our state dict.
+        stage: ``"pretrain"`` (needs decoder keys) or ``"finetune"``; default from the keys.
+
+    Raises:
+        ValueError: for a spectro-temporal configuration, which has no official layout.
+    """
+    if config.num_groups > 1 and config.temporal:
+        raise ValueError(
+            "spectro-temporal models (several groups and a time encoding) have no official "
+            f"SatMAE layout; got groups {config.band_groups} and time fields {config.time_fields}"
+        )
+    kind: OfficialKind = (
+        "group_channel" if config.num_groups > 1 else "temporal" if config.temporal else "vanilla"
+    )
+    if stage is None:
+        stage = "pretrain" if any(key.startswith("decoder.") for key in state) else "finetune"
+    cpu = torch.device("cpu")
+    grid = (config.img_size[0] // config.patch_size, config.img_size[1] // config.patch_size)
+    spatial_dim, group_dim, _ = config.widths()
+    if config.encoding == "learned":
+        spatial = state["encoder.tokenizer.encodings.spatial_table"]
+        group_table = state["encoder.tokenizer.encodings.group_table"]
+    else:
+        spatial = spatial_encoding(spatial_dim, *grid, cpu)
+        group_table = index_encoding(group_dim, config.num_groups, cpu)
+    out: dict[str, Tensor] = {
+        "cls_token": state["encoder.cls_token"],
+        "pos_embed": torch.cat([spatial.new_zeros(1, spatial_dim), spatial])[None],
+    }
+    if kind == "group_channel":
+        out["channel_embed"] = group_table[None]
+        if stage == "finetune":
+            out["channel_cls_embed"] = group_table.new_zeros(1, 1, group_dim)
+        for group in range(config.num_groups):
+            for name in ("weight", "bias"):
+                out[f"patch_embed.{group}.proj.{name}"] = state[
+                    f"encoder.tokenizer.patch_embed.{group}.{name}"
+                ]
+    else:
+        for name in ("weight", "bias"):
+            out[f"patch_embed.proj.{name}"] = state[f"encoder.tokenizer.patch_embed.0.{name}"]
+    for key, value in state.items():
+        if key.startswith(
+            ("encoder.blocks.", "encoder.norm.", "encoder.fc_norm.", "encoder.head.")
+        ):
+            out[key.removeprefix("encoder.")] = value
+    if stage == "pretrain":
+        dec_spatial, dec_group, _ = config.widths(decoder=True)
+        table = spatial_encoding(dec_spatial, *grid, cpu)
+        out["mask_token"] = state["decoder.mask_token"]
+        out["decoder_embed.weight"] = state["decoder.embed.weight"]
+        out["decoder_embed.bias"] = state["decoder.embed.bias"]
+        out["decoder_pos_embed"] = torch.cat([table.new_zeros(1, dec_spatial), table])[None]
+        if kind == "group_channel":
+            out["decoder_channel_embed"] = index_encoding(dec_group, config.num_groups + 1, cpu)[
+                None
+            ]
+        for key, value in state.items():
+            if key.startswith("decoder.blocks."):
+                out["decoder_blocks." + key.removeprefix("decoder.blocks.")] = value
+        out["decoder_norm.weight"] = state["decoder.norm.weight"]
+        out["decoder_norm.bias"] = state["decoder.norm.bias"]
+        if kind == "group_channel":
+            for group in range(config.num_groups):
+                for name in ("weight", "bias"):
+                    out[f"decoder_pred.{group}.{name}"] = state[f"decoder.heads.{group}.{name}"]
+        else:
+            channels = len(config.bands)
+            out["decoder_pred.weight"] = _pred_rows_to_official(
+                state["decoder.heads.0.weight"], channels
+            )
+            out["decoder_pred.bias"] = _pred_rows_to_official(
+                state["decoder.heads.0.bias"], channels
+            )
+    return out
+
+
+def official_group_channel_heads() -> tuple[tuple[str, ...], ...]:
+    """Bands emitted by each official group-channel decoder head (legacy slot order)."""
+    sizes = [len(group) for group in SATMAE_GROUPS]
+    offsets = [sum(sizes[:i]) for i in range(len(sizes))]
+    return tuple(tuple(SATMAE_BANDS[o : o + n]) for o, n in zip(offsets, sizes, strict=True))

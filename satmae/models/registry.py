@@ -1,0 +1,118 @@
+"""Named model configurations: sizes, SatMAE's published setups, the Sentinel-2 default.
+
+Every entry is also registered with timm, so ``timm.create_model("satmae_tiny")`` works once
+``satmae.models`` has been imported.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import replace
+from typing import Any
+
+from satmae.bands import SATMAE_GROUPS
+from satmae.models.config import SATMAE_TIME_FIELDS, MAEConfig
+from satmae.models.mae import MaskedAutoencoder
+
+RGB_GROUP: tuple[tuple[str, ...], ...] = (("B04", "B03", "B02"),)
+"""fMoW-RGB models read red, green, blue."""
+
+_S2 = MAEConfig()  # spectro-temporal Sentinel-2 base: 10 bands, 3 groups, (year, day of year)
+
+_OFFICIAL_DECODER: dict[str, Any] = {
+    "decoder_dim": 512,
+    "decoder_depth": 8,
+    "decoder_num_heads": 16,
+}
+_GROUP_CHANNEL = MAEConfig(
+    band_groups=SATMAE_GROUPS,
+    img_size=(96, 96),
+    patch_size=8,
+    group_dim=256,
+    time_fields=(),
+    max_frames=1,
+    decoder_group_dim=128,
+    mask_groups="independent",
+    norm_pix_loss=False,
+    norm_pix_scope="location",
+    **_OFFICIAL_DECODER,
+)
+_LARGE: dict[str, Any] = {"embed_dim": 1024, "depth": 24, "num_heads": 16}
+
+MODEL_CONFIGS: dict[str, MAEConfig] = {
+    # Tiny: for tests; spectro-temporal with every axis exercised.
+    "satmae_tiny": MAEConfig(
+        img_size=(32, 32), patch_size=8, embed_dim=64, depth=2, num_heads=2, group_dim=16,
+        time_dim=16, decoder_dim=32, decoder_depth=1, decoder_num_heads=2, decoder_group_dim=8,
+        decoder_time_dim=8, max_frames=4,
+    ),
+    # Spectro-temporal Sentinel-2 sizes (SatMAE groups, time = year and day of year).
+    "satmae_small": replace(_S2, embed_dim=384, depth=12, num_heads=6, group_dim=64, time_dim=64),
+    "satmae_base": _S2,
+    "satmae_large": replace(_S2, **_LARGE, group_dim=192, time_dim=192),
+    "satmae_huge": replace(
+        _S2, embed_dim=1280, depth=32, num_heads=16, group_dim=256, time_dim=256
+    ),
+    # SatMAE's published setups (official checkpoints load into these).
+    "satmae_group_channel_vit_base_patch8_96": _GROUP_CHANNEL,
+    "satmae_group_channel_vit_large_patch8_96": replace(_GROUP_CHANNEL, **_LARGE),
+    "satmae_temporal_vit_large_patch16_224": MAEConfig(
+        band_groups=RGB_GROUP, img_size=(224, 224), patch_size=16, **_LARGE,
+        time_fields=SATMAE_TIME_FIELDS, time_dim=384, max_frames=3, decoder_time_dim=192,
+        mask_time="independent", norm_pix_loss=True, **_OFFICIAL_DECODER,
+    ),
+    "satmae_vit_large_patch16_224": MAEConfig(
+        band_groups=RGB_GROUP, img_size=(224, 224), patch_size=16, **_LARGE, time_fields=(),
+        max_frames=1, **_OFFICIAL_DECODER,
+    ),
+}  # fmt: skip
+"""Registered configurations by name."""
+
+MODEL_CONFIGS["satmae_s2_default"] = MODEL_CONFIGS["satmae_base"]
+
+
+def create_model(name: str, **overrides: Any) -> MaskedAutoencoder:
+    """Build a registered model; ``overrides`` replace fields of its config.
+
+    Args:
+        name: a key of :data:`MODEL_CONFIGS`.
+        **overrides: :class:`MAEConfig` fields, e.g. ``mask_ratio=0.9`` or ``decoder="cross"``.
+
+    Raises:
+        KeyError: for an unknown name.
+        ValueError: for invalid overrides.
+    """
+    if name not in MODEL_CONFIGS:
+        known = ", ".join(sorted(MODEL_CONFIGS))
+        raise KeyError(f"unknown model {name!r}; registered models: {known}")
+    return MaskedAutoencoder(replace(MODEL_CONFIGS[name], **overrides))
+
+
+def _register_with_timm() -> None:
+    """Expose every entry through ``timm.create_model``."""
+    from timm.models import register_model
+
+    registry = sys.modules[__name__]
+
+    for name in MODEL_CONFIGS:
+
+        def factory(
+            pretrained: bool = False, _name: str = name, **kwargs: Any
+        ) -> MaskedAutoencoder:
+            if pretrained:
+                raise ValueError(
+                    f"{_name} has no downloadable weights; load a bundle or official checkpoint "
+                    "with satmae.load_mae(path)"
+                )
+            for key in ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir"):
+                kwargs.pop(key, None)
+            return create_model(_name, **kwargs)
+
+        factory.__name__ = name
+        factory.__qualname__ = name
+        factory.__module__ = registry.__name__
+        setattr(registry, name, factory)
+        register_model(factory)
+
+
+_register_with_timm()
