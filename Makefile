@@ -19,6 +19,7 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/satmae demo-data --out $(DEMO_DIR) --overwrite
+	$(BIN)/satmae check $(DEMO_DIR) --errors-only
 	$(BIN)/satmae info
 
 lint: $(STAMP)

@@ -54,10 +54,13 @@ def run(args: argparse.Namespace) -> int:
                 result.source, result.check, f"[{style}]{result.status}[/]", result.detail
             )
         console = Console(width=args.width)
-        console.print(table)
+        if table.row_count:
+            console.print(table)
+        warnings = sum(result.status == "warn" for result in results)
         skipped = len(sources) - min(len(sources), args.max_samples)
         more = f" ({skipped} more samples not checked; raise --max-samples)" if skipped else ""
-        console.print(f"{errors} error(s) in {min(len(sources), args.max_samples)} sample(s){more}")
+        checked = min(len(sources), args.max_samples)
+        console.print(f"{errors} error(s), {warnings} warning(s) in {checked} sample(s){more}")
     return 1 if errors else 0
 
 
