@@ -9,6 +9,7 @@ It is never guessed: a file that names no bands and comes without a declared ord
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime
 from pathlib import Path
 
@@ -150,6 +151,30 @@ def band_names(path: PathLike, band_order: Sequence[str] | None = None) -> tuple
         return band_names_of(dataset, path, band_order)
 
 
+def scl_companion(path: PathLike) -> Path | None:
+    """The scene classification file beside a raster, ``<stem>_SCL.tif``, if there is one."""
+    path = Path(path)
+    for suffix in dict.fromkeys((path.suffix, ".tif", ".tiff")):
+        candidate = path.with_name(f"{path.stem}_SCL{suffix}")
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def is_class_layer(path: PathLike) -> bool:
+    """Whether a raster is a single-band layer named as non-spectral (SCL, land cover, change).
+
+    Such files sit beside the imagery in many layouts (the demo set, label folders); in a
+    folder of rasters they are not samples. Unnamed single-band files are not class layers, so
+    that reading them fails with the usual request to declare their band.
+    """
+    with open_raster(path) as dataset:
+        if dataset.count != 1 or not dataset.descriptions[0]:
+            return False
+        names = stored_band_names(dataset)
+    return names[0] in (None, "SCL")
+
+
 def raster_grid(path: PathLike) -> Grid:
     """The pixel grid (CRS, transform, size) of a raster file."""
     with open_raster(path) as dataset:
@@ -202,6 +227,9 @@ class GeoTiffReader:
         grid: the grid windows refer to (default the file's own); a file on another grid or
             CRS is seen through one WarpedVRT, opened here and reused by every read.
         resampling: how reflectance is resampled onto ``grid``.
+        scl: where the scene classification (SCL) that feeds the valid mask comes from:
+            ``True`` uses an ``SCL`` band of the file, else a ``<stem>_SCL`` file beside it
+            (:func:`scl_companion`); a path names the SCL file; ``False`` ignores SCL.
 
     Raises:
         FileNotFoundError: if the file does not exist.
@@ -219,8 +247,10 @@ class GeoTiffReader:
         location: str | None = None,
         grid: Grid | None = None,
         resampling: Resampling = Resampling.bilinear,
+        scl: PathLike | bool = True,
     ) -> None:
         self.path = Path(path)
+        self._scl_context: AbstractContextManager[DatasetReader] | None = None
         self._context = open_raster(path)
         self.dataset = self._context.__enter__()
         try:
@@ -245,16 +275,14 @@ class GeoTiffReader:
         self.location = location if location is not None else self.path.stem
         self.grid = grid or dataset_grid(self.dataset)
         self._indexes = [names.index(band) + 1 for band in wanted]
-        self._scl_index = names.index("SCL") + 1 if "SCL" in names else None
         self._views: list[OnGrid] = []
         try:
+            self._scl_dataset, self._scl_index = self._open_scl(names, scl)
             self._views.append(
                 OnGrid(self.dataset, self.grid, resampling=resampling, fill=self.nodata, path=path)
             )
             if self._scl_index is not None:
-                self._views.append(
-                    OnGrid(self.dataset, self.grid, resampling=Resampling.nearest, path=path)
-                )
+                self._views.append(self._scl_view(self.grid))
         except BaseException:
             self.close()
             raise
@@ -287,9 +315,7 @@ class GeoTiffReader:
                 )
             ]
             if self._scl_index is not None:
-                views.append(
-                    OnGrid(self.dataset, target, resampling=Resampling.nearest, path=self.path)
-                )
+                views.append(self._scl_view(target))
             pixel_window = None
         else:
             target = resolve_window(self.grid, window, bounds)
@@ -316,11 +342,40 @@ class GeoTiffReader:
             sample["times"] = torch.tensor([self.time], dtype=torch.int64)
         return sample
 
+    def _open_scl(
+        self, names: Sequence[str], scl: PathLike | bool
+    ) -> tuple[DatasetReader | None, int | None]:
+        """The dataset and band index holding SCL codes, if any."""
+        if scl is False:
+            return None, None
+        if scl is True:
+            if "SCL" in names:
+                return self.dataset, names.index("SCL") + 1
+            companion = scl_companion(self.path)
+            if companion is None:
+                return None, None
+            scl = companion
+        self._scl_context = open_raster(scl)
+        dataset = self._scl_context.__enter__()
+        if dataset.count != 1:
+            raise ValueError(
+                f"SCL file {scl} has {dataset.count} bands; expected one band of SCL codes"
+            )
+        return dataset, 1
+
+    def _scl_view(self, grid: Grid) -> OnGrid:
+        """SCL codes on ``grid``: nearest resampling, 0 (no data) outside the file."""
+        assert self._scl_dataset is not None
+        return OnGrid(self._scl_dataset, grid, resampling=Resampling.nearest, path=self.path)
+
     def close(self) -> None:
-        """Close the file."""
+        """Close the file (and its SCL file)."""
         for view in getattr(self, "_views", []):
             view.close()
         self._views = []
+        if self._scl_context is not None:
+            self._scl_context.__exit__(None, None, None)
+            self._scl_context = None
         self._context.__exit__(None, None, None)
 
     def __enter__(self) -> GeoTiffReader:

@@ -28,7 +28,7 @@ from rasterio.windows import Window
 
 from satmae.bands import DATASET_BAND_ORDERS
 from satmae.data.band_files import BandFilesReader, find_band_files
-from satmae.data.geotiff import GeoTiffReader
+from satmae.data.geotiff import GeoTiffReader, file_time, is_class_layer
 from satmae.data.grid import (
     BoundsLike,
     Grid,
@@ -93,8 +93,22 @@ def date_from_name(name: str) -> int:
     )
 
 
+def _entry_time(entry: Path) -> int:
+    """A raster's acquisition-time tag (it holds the time of day), else the date in its name."""
+    if entry.is_file():
+        with open_raster(entry) as dataset:
+            tagged = file_time(dataset, entry)
+        if tagged is not None:
+            return tagged
+    return date_from_name(entry.name)
+
+
 def frames_from_folder(folder: PathLike) -> list[Frame]:
     """Frames of a folder of dated rasters or dated per-band product folders, in time order.
+
+    A raster's time comes from its acquisition-time tag where it has one, else from the date
+    in its name. Single-band class layers beside the imagery (SCL, land cover, change masks)
+    are not frames; a ``<stem>_SCL.tif`` beside a raster feeds that frame's valid mask.
 
     Raises:
         FileNotFoundError: if the folder does not exist or holds no raster or product folder.
@@ -106,7 +120,11 @@ def frames_from_folder(folder: PathLike) -> list[Frame]:
     entries = [
         entry
         for entry in sorted(folder.iterdir())
-        if (entry.is_file() and entry.suffix.lower() in (".tif", ".tiff", ".jp2", ".vrt"))
+        if (
+            entry.is_file()
+            and entry.suffix.lower() in (".tif", ".tiff", ".jp2", ".vrt")
+            and not is_class_layer(entry)
+        )
         or entry.is_dir()
     ]
     if not entries:
@@ -114,7 +132,7 @@ def frames_from_folder(folder: PathLike) -> list[Frame]:
             f"series folder {folder} is empty: expected dated rasters (S2_20210615.tif) or "
             "dated per-band folders"
         )
-    frames = [Frame(entry, date_from_name(entry.name), location=folder.name) for entry in entries]
+    frames = [Frame(entry, _entry_time(entry), location=folder.name) for entry in entries]
     times = [frame.time for frame in frames]
     if len(set(times)) != len(times):
         duplicated = sorted({f.path.name for f in frames if times.count(f.time) > 1})

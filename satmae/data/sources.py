@@ -27,7 +27,7 @@ from satmae.data.band_files import (
     read_band_files,
 )
 from satmae.data.cube import read_cube
-from satmae.data.geotiff import GeoTiffReader, read_geotiff, stored_band_names
+from satmae.data.geotiff import GeoTiffReader, is_class_layer, read_geotiff
 from satmae.data.grid import BoundsLike, Grid, PathLike, dataset_grid, open_raster
 from satmae.data.layouts import (
     OSCD_IMAGES,
@@ -143,7 +143,7 @@ def list_sources(
     sources = []
     for entry in sorted(path.iterdir()):
         if entry.is_file() and entry.suffix.lower() in RASTER_SUFFIXES:
-            if _is_class_layer(entry):
+            if is_class_layer(entry):
                 continue
             sources.append(_raster_source(entry, bands, band_order))
         elif entry.is_dir() and _is_band_folder(entry):
@@ -154,20 +154,6 @@ def list_sources(
             "folders, an OSCD or BigEarthNet root, a .zarr/.nc cube or an index .csv/.parquet"
         )
     return sources
-
-
-def _is_class_layer(path: Path) -> bool:
-    """A single-band raster named as a non-spectral layer (SCL, land cover, change mask).
-
-    Such files sit beside the imagery in many layouts (the demo set, label folders); in a
-    folder of rasters they are not samples. Unnamed single-band files are kept, so that reading
-    them fails with the usual request to declare their band.
-    """
-    with open_raster(path) as dataset:
-        if dataset.count != 1 or not dataset.descriptions[0]:
-            return False
-        names = stored_band_names(dataset)
-    return names[0] in (None, "SCL")
 
 
 def _raster_source(

@@ -1,0 +1,77 @@
+"""The demo set read back through the readers, checked, normalised and fed to a model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+from rasterio.windows import Window
+
+import satmae
+from satmae.bands import L2A_BANDS
+from satmae.cli import main
+from satmae.data.geotiff import GeoTiffReader, scl_companion
+from satmae.data.series import SeriesReader, read_series
+from satmae.data.sources import list_sources
+from satmae.data.stats import Normalize, load_stats
+from satmae.data.synthetic import DemoConfig, DemoSet, write_demo_set
+
+SCL_INVALID_CODES = (0, 1, 3, 8, 9, 10)
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> DemoSet:
+    return write_demo_set(tmp_path_factory.mktemp("e2e") / "demo", DemoConfig(seed=4, size=96))
+
+
+def test_demo_folder_reads_as_one_series_with_times_and_scl_validity(demo: DemoSet) -> None:
+    sample = read_series(demo.root)
+    assert sample["bands"] == L2A_BANDS
+    assert sample["image"].shape == (len(demo.dates), 12, 96, 96)
+    assert sample["times"].tolist() == [int(d.timestamp()) for d in demo.dates]
+    for t, (image_path, scl_path) in enumerate(zip(demo.images, demo.scl, strict=True)):
+        with rasterio.open(image_path) as src:
+            np.testing.assert_array_equal(sample["image"][t].numpy(), src.read().astype("float32"))
+        with rasterio.open(scl_path) as src:
+            expected = ~np.isin(src.read(1), SCL_INVALID_CODES)
+        np.testing.assert_array_equal(sample["valid"][t].numpy(), expected)
+
+
+def test_scl_companion_can_be_named_or_ignored(demo: DemoSet) -> None:
+    assert scl_companion(demo.images[1]) == demo.scl[1]
+    window = Window(0, 0, 96, 96)
+    with GeoTiffReader(demo.images[1], scl=False) as reader:
+        no_scl = reader.read(window)["valid"]
+    with GeoTiffReader(demo.images[1], scl=demo.scl[1]) as reader:
+        with_scl = reader.read(window)["valid"]
+    assert with_scl.sum() < no_scl.sum()  # clouds and shadows are invalid only with the SCL
+    assert not (with_scl & ~no_scl).any()
+
+
+def test_class_layers_are_not_samples(demo: DemoSet) -> None:
+    names = [source.name for source in list_sources(demo.root)]
+    assert names == [path.name for path in demo.images]
+
+
+def test_check_passes_on_the_demo_set(demo: DemoSet, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", str(demo.root), "--errors-only"]) == 0
+    assert "0 error(s)" in capsys.readouterr().out
+
+
+def test_windowed_series_feeds_the_model_by_band_name(demo: DemoSet) -> None:
+    normalize = Normalize(load_stats("s2_l2a"))
+    with SeriesReader(demo.root) as reader:
+        sample = normalize(reader.read(Window(16, 16, 32, 32)))
+    frames = 4  # satmae_tiny takes up to 4 frames
+    model = satmae.create_model("satmae_tiny")
+    out = model(
+        sample["image"][None, :frames],
+        sample["times"][None, :frames],
+        bands=sample["bands"],
+        valid=sample["valid"][None, :frames],
+        generator=torch.Generator().manual_seed(0),
+    )
+    assert torch.isfinite(out.loss)
+    out.loss.backward()
+    assert out.frame_losses.shape == (frames,)
