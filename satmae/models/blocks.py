@@ -9,10 +9,35 @@ from __future__ import annotations
 
 from functools import partial
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 LayerNorm = partial(nn.LayerNorm, eps=1e-6)
+
+SHORT_CPU_KEYS = 256
+"""Up to this many keys, bf16 attention on the CPU uses the math kernel (see :func:`attend`)."""
+
+
+def attend(query: Tensor, key: Tensor, value: Tensor, attn_mask: Tensor | None = None) -> Tensor:
+    """Scaled dot-product attention with the kernel that is fastest for the case.
+
+    ``query (B, heads, Q, d)``, ``key``/``value (B, heads, N, d)`` -> ``(B, heads, Q, d)``.
+    In bf16 on the CPU, PyTorch's flash kernel is slower than the plain math kernel for short
+    sequences (the encoder's visible tokens, the cross decoder's context): measured 1.6x for
+    110 keys and 2.7x for the cross decoder, forward and backward. Other cases keep PyTorch's
+    own choice. Both kernels compute the same function.
+    """
+    short_bf16_on_cpu = (
+        query.device.type == "cpu"
+        and query.dtype == torch.bfloat16
+        and key.shape[-2] <= SHORT_CPU_KEYS
+    )
+    if short_bf16_on_cpu:
+        with sdpa_kernel(SDPBackend.MATH):
+            return F.scaled_dot_product_attention(query, key, value, attn_mask=attn_mask)
+    return F.scaled_dot_product_attention(query, key, value, attn_mask=attn_mask)
 
 
 class Mlp(nn.Module):
@@ -51,7 +76,7 @@ class Attention(nn.Module):
         batch, tokens, dim = x.shape
         qkv = self.qkv(x).reshape(batch, tokens, 3, self.num_heads, dim // self.num_heads)
         query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, heads, N, d)
-        out = F.scaled_dot_product_attention(query, key, value, attn_mask=attn_mask)
+        out = attend(query, key, value, attn_mask)
         projected: Tensor = self.proj(out.transpose(1, 2).reshape(batch, tokens, dim))
         return projected
 
@@ -75,7 +100,7 @@ class CrossAttention(nn.Module):
         )
         kv = self.kv(context).reshape(batch, context.shape[1], 2, self.num_heads, head_dim)
         key, value = kv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, heads, N, d)
-        out = F.scaled_dot_product_attention(query, key, value, attn_mask=attn_mask)
+        out = attend(query, key, value, attn_mask)
         projected: Tensor = self.proj(out.transpose(1, 2).reshape(batch, num_queries, dim))
         return projected
 
