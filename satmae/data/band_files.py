@@ -39,7 +39,7 @@ from satmae.data.grid import (
     open_raster,
     resolve_window,
 )
-from satmae.data.sample import Sample, to_epoch_seconds
+from satmae.data.sample import Sample, one_date_sample, to_epoch_seconds
 from satmae.data.validity import DEFAULT_NODATA, valid_mask
 
 RASTER_SUFFIXES: frozenset[str] = frozenset({".tif", ".tiff", ".jp2"})
@@ -276,16 +276,9 @@ class BandFilesReader:
             image[0, channel] = self._views[band].read([1], pixel_window)[0]
         scl = self._views["SCL"].read([1], pixel_window) if "SCL" in self._views else None
         pixels = torch.from_numpy(image)
-        sample: Sample = {
-            "image": pixels,
-            "bands": self.bands,
-            "valid": valid_mask(pixels, nodata=self.nodata, scl=scl),
-            "location": self.location,
-        }
-        target.attach(sample)
-        if self.time is not None:
-            sample["times"] = torch.tensor([self.time], dtype=torch.int64)
-        return sample
+        valid = valid_mask(pixels, nodata=self.nodata, scl=scl)
+        sample = one_date_sample(pixels, self.bands, valid, location=self.location, time=self.time)
+        return target.attach(sample)
 
     def close(self) -> None:
         """Close every file."""

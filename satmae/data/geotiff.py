@@ -29,7 +29,7 @@ from satmae.data.grid import (
     open_raster,
     resolve_window,
 )
-from satmae.data.sample import Sample, to_epoch_seconds
+from satmae.data.sample import Sample, one_date_sample, to_epoch_seconds
 from satmae.data.validity import DEFAULT_NODATA, valid_mask
 
 BAND_TAG_KEYS: tuple[str, ...] = ("BAND_NAME", "band_name", "name", "NAME", "band", "BAND")
@@ -331,16 +331,9 @@ class GeoTiffReader:
                 for view in views:
                     view.close()
         image = torch.from_numpy(np.ascontiguousarray(data))
-        sample: Sample = {
-            "image": image,
-            "bands": self.bands,
-            "valid": valid_mask(image, nodata=self.nodata, scl=scl),
-            "location": self.location,
-        }
-        target.attach(sample)
-        if self.time is not None:
-            sample["times"] = torch.tensor([self.time], dtype=torch.int64)
-        return sample
+        valid = valid_mask(image, nodata=self.nodata, scl=scl)
+        sample = one_date_sample(image, self.bands, valid, location=self.location, time=self.time)
+        return target.attach(sample)
 
     def _open_scl(
         self, names: Sequence[str], scl: PathLike | bool

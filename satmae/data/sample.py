@@ -74,6 +74,27 @@ def from_epoch_seconds(seconds: int) -> datetime:
     return datetime.fromtimestamp(int(seconds), tz=UTC)
 
 
+def one_date_sample(
+    image: Tensor,
+    bands: tuple[str, ...],
+    valid: Tensor,
+    *,
+    location: str | None = None,
+    time: int | None = None,
+) -> Sample:
+    """Assemble a one-date sample: ``image (1, C, H, W)``, ``valid (1, H, W)``, optional time.
+
+    ``times (1,)`` is set only when ``time`` (seconds since epoch) is known; geo keys are the
+    caller's to add (e.g. :meth:`satmae.data.grid.Grid.attach`).
+    """
+    sample: Sample = {"image": image, "bands": bands, "valid": valid}
+    if location is not None:
+        sample["location"] = location
+    if time is not None:
+        sample["times"] = torch.tensor([time], dtype=torch.int64)
+    return sample
+
+
 def validate_sample(sample: dict[str, Any], *, temporal: bool = True) -> None:
     """Check that a dict honours the sample contract; raise a ValueError naming the problem.
 
