@@ -9,15 +9,20 @@ from pathlib import Path
 def run(args: argparse.Namespace) -> int:
     """Generate the demo set and print what was written."""
     from satmae.data.synthetic import DemoConfig, write_demo_set
+    from satmae.io import atomic_path
+    from satmae.viz import demo_overview
 
     config = DemoConfig(seed=args.seed, size=args.size, num_dates=args.dates)
     demo = write_demo_set(args.out, config, overwrite=args.overwrite)
+    overview = demo.root / "overview.png"
+    with atomic_path(overview) as staging:
+        demo_overview(demo.root).savefig(staging, dpi=80, format="png")
     total = sum(path.stat().st_size for path in demo.root.iterdir() if path.is_file())
     first, last = demo.dates[0].date(), demo.dates[-1].date()
     print(
         f"wrote {len(demo.images)} dates ({first} .. {last}) of {config.size}x{config.size} "
         f"12-band Sentinel-2 L2A COGs, SCL layers, land cover and a change mask to "
-        f"{demo.root} ({total / 1e6:.1f} MB)"
+        f"{demo.root} ({total / 1e6:.1f} MB); overview: {overview}"
     )
     return 0
 
@@ -30,7 +35,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         description=(
             "Write a procedurally generated Sentinel-2 L2A time series over one area: one "
             "12-band COG and one SCL layer per date, land cover at the first and last date, "
-            "and a change mask. Deterministic for a seed."
+            "a change mask and an overview figure (overview.png). Deterministic for a seed."
         ),
     )
     parser.add_argument("--out", type=Path, required=True, help="destination folder")

@@ -29,6 +29,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from satmae.bands import canonical_band, canonical_bands
+from satmae.io import atomic_path
 
 DEFAULT_PERCENTILES: tuple[float, ...] = (0.5, 1, 2, 5, 25, 50, 75, 95, 98, 99, 99.5)
 """Percentiles reported by default (torchgeo's BigEarthNet uses 2 and 98)."""
@@ -147,8 +148,9 @@ class BandStats:
         return stats
 
     def save(self, path: str | Path) -> None:
-        """Write the JSON form."""
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+        """Write the JSON form (atomically: a killed run leaves the old file or none)."""
+        with atomic_path(path) as staging:
+            staging.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
 
 
 def load_stats(name_or_path: str | Path) -> BandStats:

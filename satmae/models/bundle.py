@@ -27,6 +27,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from satmae.io import atomic_path
 from satmae.models.config import MAEConfig
 from satmae.models.encoder import SatMAEEncoder
 from satmae.models.mae import MaskedAutoencoder
@@ -95,12 +96,14 @@ def save_bundle(
     prefix = "" if isinstance(model, MaskedAutoencoder) else "encoder."
     tensors = {prefix + k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     if path.suffix == ".safetensors":
-        path.parent.mkdir(parents=True, exist_ok=True)
-        save_file(tensors, str(path), metadata={METADATA_KEY: json.dumps(meta)})
+        with atomic_path(path) as staging:
+            save_file(tensors, str(staging), metadata={METADATA_KEY: json.dumps(meta)})
         return path
-    path.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(path / WEIGHTS_NAME))
-    (path / CONFIG_NAME).write_text(json.dumps(meta, indent=2) + "\n")
+    # Weights first, then the config that describes them; each file appears whole or not at all.
+    with atomic_path(path / WEIGHTS_NAME) as staging:
+        save_file(tensors, str(staging))
+    with atomic_path(path / CONFIG_NAME) as staging:
+        staging.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     return path
 
 

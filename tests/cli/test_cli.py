@@ -40,6 +40,7 @@ def test_demo_data_writes_and_refuses_to_overwrite(
     assert main(["demo-data", "--out", str(out), "--size", "64", "--dates", "4"]) == 0
     assert "wrote 4 dates" in capsys.readouterr().out
     assert len(list(out.glob("S2_L2A_????????.tif"))) == 4
+    assert (out / "overview.png").read_bytes()[:4] == b"\x89PNG"
     assert main(["demo-data", "--out", str(out), "--size", "64"]) == 2
     err = capsys.readouterr().err.strip()
     assert "--overwrite" in err and len(err.splitlines()) == 1
