@@ -1,0 +1,216 @@
+"""Writing the synthetic scene as files: COGs, SCL layers, labels, change mask, metadata."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import rasterio
+from rasterio.transform import Affine, from_origin
+
+from satmae.bands import SENTINEL2_BANDS
+from satmae.data.synthetic.scene import (
+    LAND_COVER_CLASSES,
+    NODATA,
+    REFLECTANCE_SCALE,
+    SCL_CLASSES,
+    DemoArrays,
+    DemoConfig,
+    generate_demo_arrays,
+)
+
+CRS = "EPSG:32633"
+"""UTM zone 33N (central Europe)."""
+
+ORIGIN = (500_000.0, 5_800_000.0)
+"""Upper-left corner (easting, northing) of the demo grid in metres."""
+
+PIXEL_SIZE = 10.0
+"""Ground sampling distance of the demo grid in metres."""
+
+
+@dataclass
+class DemoSet:
+    """Paths of a demo set on disk (what :func:`write_demo_set` returns).
+
+    Attributes:
+        root: the folder.
+        images: one 12-band COG per date, in date order.
+        scl: one SCL GeoTIFF per date, in date order.
+        land_cover: label rasters at the first and the last date.
+        change: the change mask between the first and the last date.
+        metadata: the JSON file describing the set.
+        dates: acquisition datetimes (UTC).
+    """
+
+    root: Path
+    images: list[Path]
+    scl: list[Path]
+    land_cover: list[Path]
+    change: Path
+    metadata: Path
+    dates: list[datetime] = field(default_factory=list)
+
+
+def _date_stamp(date: datetime) -> str:
+    return date.strftime("%Y%m%d")
+
+
+def write_demo_set(
+    out: str | os.PathLike[str], config: DemoConfig | None = None, *, overwrite: bool = False
+) -> DemoSet:
+    """Generate the demo set and write it under ``out``.
+
+    Files (``<date>`` is ``YYYYMMDD``):
+
+    - ``S2_L2A_<date>.tif``: 12-band uint16 COG, reflectance x 10000, nodata 0;
+    - ``S2_L2A_<date>_SCL.tif``: uint8 scene classification;
+    - ``landcover_<date>.tif`` at the first and the last date, ``change_<date>_<date>.tif``;
+    - ``demo.json``: bands, dates, classes, grid and the config used.
+
+    Files are written to a temporary folder beside ``out`` and moved into place, so a killed run
+    never leaves a half-written raster.
+
+    Args:
+        out: destination folder; created if missing.
+        config: generation parameters; defaults to :class:`DemoConfig`.
+        overwrite: replace the demo files in a non-empty folder. Other files there are kept.
+
+    Returns:
+        The paths written.
+
+    Raises:
+        FileExistsError: if ``out`` is a non-empty folder and ``overwrite`` is False.
+        NotADirectoryError: if ``out`` exists and is not a folder.
+    """
+    config = config or DemoConfig()
+    root = Path(out)
+    if root.exists() and not root.is_dir():
+        raise NotADirectoryError(f"--out {root} exists and is not a folder; choose a folder path")
+    if root.is_dir() and any(root.iterdir()) and not overwrite:
+        raise FileExistsError(
+            f"{root} is not empty; pass --overwrite to replace the demo files or choose "
+            "another --out"
+        )
+    root.mkdir(parents=True, exist_ok=True)
+    arrays = generate_demo_arrays(config)
+    transform = from_origin(*ORIGIN, PIXEL_SIZE, PIXEL_SIZE)
+    with tempfile.TemporaryDirectory(dir=root, prefix=".demo-") as staging_name:
+        staging = Path(staging_name)
+        names = _write_files(staging, arrays, transform, config)
+        for name in names:
+            os.replace(staging / name, root / name)
+    first, last = _date_stamp(arrays.dates[0]), _date_stamp(arrays.dates[-1])
+    return DemoSet(
+        root=root,
+        images=[root / f"S2_L2A_{_date_stamp(d)}.tif" for d in arrays.dates],
+        scl=[root / f"S2_L2A_{_date_stamp(d)}_SCL.tif" for d in arrays.dates],
+        land_cover=[root / f"landcover_{first}.tif", root / f"landcover_{last}.tif"],
+        change=root / f"change_{first}_{last}.tif",
+        metadata=root / "demo.json",
+        dates=arrays.dates,
+    )
+
+
+def _write_files(
+    folder: Path, arrays: DemoArrays, transform: Affine, config: DemoConfig
+) -> list[str]:
+    """Write every raster and the metadata into ``folder``; return the file names."""
+    size = config.size
+    common: dict[str, Any] = {
+        "width": size,
+        "height": size,
+        "crs": CRS,
+        "transform": transform,
+        "compress": "deflate",
+    }
+    names: list[str] = []
+    for t, date in enumerate(arrays.dates):
+        stamp = _date_stamp(date)
+        iso = date.strftime("%Y-%m-%dT%H:%M:%SZ")
+        name = f"S2_L2A_{stamp}.tif"
+        profile = {
+            **common,
+            "driver": "COG",
+            "count": len(arrays.bands),
+            "dtype": "uint16",
+            "nodata": NODATA,
+            "predictor": 2,
+            "blocksize": 256,
+            "overview_resampling": "average",
+        }
+        with rasterio.open(folder / name, "w", **profile) as dst:
+            dst.write(arrays.reflectance[t])
+            dst.update_tags(
+                ACQUISITION_DATETIME=iso,
+                PROCESSING_LEVEL="L2A",
+                SPACECRAFT="synthetic Sentinel-2",
+                BOA_QUANTIFICATION_VALUE=str(REFLECTANCE_SCALE),
+                BANDS=",".join(arrays.bands),
+            )
+            for index, band in enumerate(arrays.bands, start=1):
+                dst.set_band_description(index, band)
+                spec = SENTINEL2_BANDS[band]
+                dst.update_tags(
+                    index,
+                    BAND_NAME=band,
+                    WAVELENGTH_NM=str(spec.wavelength_nm),
+                    NATIVE_RESOLUTION_M=str(spec.resolution_m),
+                )
+        names.append(name)
+        scl_name = f"S2_L2A_{stamp}_SCL.tif"
+        with rasterio.open(
+            folder / scl_name, "w", driver="GTiff", count=1, dtype="uint8", **common
+        ) as dst:
+            dst.write(arrays.scl[t], 1)
+            dst.set_band_description(1, "SCL")
+            dst.update_tags(ACQUISITION_DATETIME=iso)
+            dst.update_tags(1, **{f"CLASS_{k}": v for k, v in SCL_CLASSES.items()})
+        names.append(scl_name)
+
+    first, last = _date_stamp(arrays.dates[0]), _date_stamp(arrays.dates[-1])
+    for layer, stamp in zip(arrays.land_cover, (first, last), strict=True):
+        name = f"landcover_{stamp}.tif"
+        with rasterio.open(
+            folder / name, "w", driver="GTiff", count=1, dtype="uint8", **common
+        ) as dst:
+            dst.write(layer, 1)
+            dst.set_band_description(1, "land_cover")
+            dst.update_tags(DATE=stamp, **{f"CLASS_{k}": v for k, v in LAND_COVER_CLASSES.items()})
+        names.append(name)
+    change_name = f"change_{first}_{last}.tif"
+    with rasterio.open(
+        folder / change_name, "w", driver="GTiff", count=1, dtype="uint8", **common
+    ) as dst:
+        dst.write(arrays.change, 1)
+        dst.set_band_description(1, "change")
+        dst.update_tags(DATE_1=first, DATE_2=last, CLASS_0="no_change", CLASS_1="change")
+    names.append(change_name)
+
+    metadata = {
+        "format": "satmae-demo",
+        "version": 1,
+        "description": "synthetic Sentinel-2 L2A time series generated by satmae demo-data",
+        "crs": CRS,
+        "transform": list(transform)[:6],
+        "size": [size, size],
+        "bands": list(arrays.bands),
+        "reflectance_scale": REFLECTANCE_SCALE,
+        "nodata": NODATA,
+        "dates": [d.strftime("%Y-%m-%dT%H:%M:%SZ") for d in arrays.dates],
+        "images": [f"S2_L2A_{_date_stamp(d)}.tif" for d in arrays.dates],
+        "scl": [f"S2_L2A_{_date_stamp(d)}_SCL.tif" for d in arrays.dates],
+        "land_cover": [f"landcover_{first}.tif", f"landcover_{last}.tif"],
+        "change": change_name,
+        "land_cover_classes": {str(k): v for k, v in LAND_COVER_CLASSES.items()},
+        "scl_classes": {str(k): v for k, v in SCL_CLASSES.items()},
+        "config": asdict(config),
+    }
+    (folder / "demo.json").write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
+    names.append("demo.json")
+    return names
