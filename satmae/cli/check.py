@@ -5,25 +5,32 @@ from __future__ import annotations
 import argparse
 import json
 from dataclasses import asdict
+from typing import TYPE_CHECKING
 
-from rich.console import Console
-from rich.table import Table
-
-from satmae.data.check import CheckResult, check_grids, check_sample, load_model_spec
-from satmae.data.grid import Grid
-from satmae.data.sources import list_sources, read_center
-from satmae.data.stats import BandStats, load_stats
+if TYPE_CHECKING:  # the real imports are in the functions, so `satmae --help` stays fast
+    from satmae.data.check import CheckResult
+    from satmae.data.grid import Grid
+    from satmae.data.stats import BandStats
 
 _STYLE = {"ok": "green", "warn": "yellow", "error": "bold red", "skip": "dim"}
 
 
 def _default_stats(bands: tuple[str, ...]) -> BandStats:
     """Built-in statistics for the product level the bands suggest (B10 only exists in L1C)."""
+    from satmae.data.stats import load_stats
+
     return load_stats("s2_l1c" if "B10" in bands else "s2_l2a")
 
 
 def run(args: argparse.Namespace) -> int:
     """Check every sample (up to --max-samples) and print a table; exit 1 on errors."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from satmae.data.check import check_grids, check_sample, load_model_spec
+    from satmae.data.sources import list_sources, read_center
+    from satmae.data.stats import load_stats
+
     model = load_model_spec(args.model) if args.model else None
     chosen = load_stats(args.stats) if args.stats else None
     sources = list_sources(args.data, args.bands, band_order=args.band_order)

@@ -6,16 +6,19 @@ import argparse
 from datetime import UTC, datetime
 from pathlib import Path
 
-from rich.console import Console
-from rich.table import Table
-from tqdm.auto import tqdm
-
-from satmae.data.sources import iter_tiles, list_sources
-from satmae.data.stats import DEFAULT_PERCENTILES, StatsAccumulator
-
 
 def run(args: argparse.Namespace) -> int:
     """Stream every sample under DATA and write the statistics JSON."""
+    # Heavy imports live here so that `satmae --help` stays fast.
+    from rich.console import Console
+    from rich.table import Table
+    from tqdm.auto import tqdm
+
+    from satmae.data.sources import iter_tiles, list_sources
+    from satmae.data.stats import DEFAULT_PERCENTILES, StatsAccumulator
+
+    if args.percentiles is None:
+        args.percentiles = list(DEFAULT_PERCENTILES)
     out = Path(args.out)
     if out.exists() and not args.overwrite:
         raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
@@ -71,8 +74,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--percentiles",
         nargs="+",
         type=float,
-        default=list(DEFAULT_PERCENTILES),
-        help="percentiles to report",
+        default=None,
+        help="percentiles to report (default: satmae.data.stats.DEFAULT_PERCENTILES, "
+        "0.5 1 2 5 25 50 75 95 98 99 99.5)",
     )
     parser.add_argument(
         "--exact-limit",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 import subprocess
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from satmae.cli import COMMAND_MODULES, main
+from satmae.cli import COMMAND_MODULES, build_parser, main
 
 
 def test_help_lists_every_registered_command(capsys: pytest.CaptureFixture[str]) -> None:
@@ -79,3 +80,25 @@ def test_console_script_and_module_entry_points(tmp_path: Path) -> None:
         [sys.executable, "-m", "satmae", "--version"], capture_output=True, text=True, check=True
     )
     assert result.stdout.startswith("satmae ")
+
+
+def test_help_is_fast_because_commands_import_lazily() -> None:
+    code = (
+        "import sys; from satmae.cli import build_parser; build_parser(); "
+        "print(' '.join(m for m in ('torch', 'rasterio', 'matplotlib') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == ""
+
+
+def test_stats_help_states_the_default_percentiles() -> None:
+    from satmae.data.stats import DEFAULT_PERCENTILES
+
+    parser = build_parser()
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    option = next(
+        a for a in action.choices["stats"]._actions if "--percentiles" in a.option_strings
+    )
+    assert " ".join(f"{q:g}" for q in DEFAULT_PERCENTILES) in (option.help or "")
