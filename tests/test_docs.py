@@ -38,3 +38,16 @@ def test_readme_lists_every_command_and_the_two_setup_commands() -> None:
 def test_ci_runs_the_readme_test_command() -> None:
     ci = (ROOT / ".ci" / "run").read_text()
     assert "make test" in ci
+
+
+def test_readme_python_example_runs_on_the_demo_set(tmp_path: Path) -> None:
+    from satmae.data.synthetic import DemoConfig, write_demo_set
+
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("```python\n", 1)[1].split("```", 1)[0]
+    demo = write_demo_set(tmp_path / "demo_data", DemoConfig(size=160))
+    namespace: dict[str, object] = {}
+    exec(
+        compile(block.replace('"demo_data"', repr(str(demo.root))), "README.md", "exec"), namespace
+    )
+    assert namespace["out"].loss.isfinite()  # type: ignore[attr-defined]
