@@ -6,6 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= demo_data
+DEMO_CHIPS ?= demo_chips
 
 .PHONY: demo test lint typecheck docs unit install clean
 
@@ -20,6 +21,9 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/satmae demo-data --out $(DEMO_DIR) --overwrite
 	$(BIN)/satmae check $(DEMO_DIR) --errors-only
+	rm -rf $(DEMO_CHIPS)
+	$(BIN)/python data_prep/s2_scenes_to_chips.py $(DEMO_DIR) --out $(DEMO_CHIPS) \
+		--size 64 --frames 4 --dates clearest --min-valid 0.6
 	$(BIN)/satmae info
 
 lint: $(STAMP)
@@ -38,4 +42,5 @@ unit: $(STAMP)
 test: lint typecheck docs unit
 
 clean:
-	rm -rf $(VENV) site .pytest_cache .mypy_cache .ruff_cache coverage.xml .coverage $(DEMO_DIR)
+	rm -rf $(VENV) site .pytest_cache .mypy_cache .ruff_cache coverage.xml .coverage $(DEMO_DIR) \
+		$(DEMO_CHIPS)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import rasterio
@@ -11,6 +15,7 @@ from rasterio.windows import Window
 import satmae
 from satmae.bands import L2A_BANDS
 from satmae.cli import main
+from satmae.data.chipstore import ChipStore
 from satmae.data.geotiff import GeoTiffReader, scl_companion
 from satmae.data.series import SeriesReader, read_series
 from satmae.data.sources import list_sources
@@ -75,3 +80,25 @@ def test_windowed_series_feeds_the_model_by_band_name(demo: DemoSet) -> None:
     assert torch.isfinite(out.loss)
     out.loss.backward()
     assert out.frame_losses.shape == (frames,)
+
+
+def test_demo_series_becomes_a_chip_store(demo: DemoSet, tmp_path: Path) -> None:
+    recipe = Path(__file__).resolve().parents[1] / "data_prep" / "s2_scenes_to_chips.py"
+    store_path = tmp_path / "chips"
+    options = ["--size", "32", "--frames", "3", "--dates", "clearest", "--min-valid", "0.6"]
+    result = subprocess.run(
+        [sys.executable, str(recipe), str(demo.root), "--out", str(store_path), *options],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    store = ChipStore(store_path)
+    assert len(store) > 0
+    demo_times = {int(date.timestamp()) for date in demo.dates}
+    for index in range(len(store)):
+        chip = store.read(index)
+        assert chip["image"].shape == (3, 12, 32, 32)
+        assert set(chip["times"].tolist()) <= demo_times
+        assert chip["valid"].float().mean(dim=(1, 2)).min() >= 0.6
