@@ -102,3 +102,31 @@ def test_demo_series_becomes_a_chip_store(demo: DemoSet, tmp_path: Path) -> None
         assert chip["image"].shape == (3, 12, 32, 32)
         assert set(chip["times"].tolist()) <= demo_times
         assert chip["valid"].float().mean(dim=(1, 2)).min() >= 0.6
+
+
+def test_series_of_different_lengths_batch_with_a_frame_mask(demo: DemoSet) -> None:
+    from satmae.data.sample import collate_samples
+
+    normalize = Normalize(load_stats("s2_l2a"))
+    with SeriesReader(demo.root) as reader:
+        full = normalize(reader.read(Window(0, 0, 32, 32)))
+
+    def first(frames: int) -> dict[str, object]:
+        return {**full, **{key: full[key][:frames] for key in ("image", "times", "valid")}}
+
+    batch = collate_samples([first(4), first(2)])
+    assert batch["image"].shape == (2, 4, 12, 32, 32)
+    assert batch["frame_mask"].tolist() == [[True] * 4, [True, True, False, False]]
+    assert not batch["valid"][1, 2:].any() and (batch["image"][1, 2:] == 0).all()
+    model = satmae.create_model("satmae_tiny")
+    out = model(
+        batch["image"],
+        batch["times"],
+        bands=batch["bands"],
+        valid=batch["valid"],
+        frame_mask=batch["frame_mask"],
+        generator=torch.Generator().manual_seed(0),
+    )
+    assert torch.isfinite(out.loss)
+    # padded frames are never predicted into the loss
+    assert not out.weight[1, 2:].any()

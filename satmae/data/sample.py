@@ -128,18 +128,29 @@ def validate_sample(sample: dict[str, Any], *, temporal: bool = True) -> None:
         )
 
 
+FRAME_AXIS_KEYS: tuple[str, ...] = ("image", "times", "valid")
+"""Sample keys whose first axis is time T (padded when series of different lengths meet)."""
+
+
 def collate_samples(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Stack samples into a batch: tensors gain a leading B axis, other values become lists.
 
     ``bands`` must agree across the batch (a mixed batch has no single channel order); it is
-    kept as one tuple.
+    kept as one tuple. Series of different lengths are padded at the end of the time axis to
+    the longest one: padded frames are zero in ``image``, 0 in ``times`` and False in
+    ``valid``, and the batch gains ``frame_mask (B, T)``, True for real frames, which the model
+    uses to keep padding out of attention and loss.
 
     Raises:
-        ValueError: if samples name different bands or tensors have different shapes.
+        ValueError: if samples name different bands or tensors other than the time axis of
+            ``image``/``times``/``valid`` have different shapes.
     """
     if not samples:
         raise ValueError("cannot collate an empty list of samples")
     first = samples[0]
+    lengths = [int(sample["image"].shape[0]) for sample in samples] if "image" in first else []
+    frames = max(lengths, default=0)
+    padded = bool(lengths) and min(lengths) != frames
     batch: dict[str, Any] = {}
     for key in first:
         values = [sample[key] for sample in samples]
@@ -150,10 +161,23 @@ def collate_samples(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
                 )
             batch[key] = tuple(values[0])
         elif isinstance(values[0], Tensor):
+            if padded and key in FRAME_AXIS_KEYS:
+                values = [_pad_frames(value, frames) for value in values]
             shapes = {tuple(v.shape) for v in values}
             if len(shapes) > 1:
                 raise ValueError(f"cannot stack {key!r} of different shapes {sorted(shapes)}")
             batch[key] = torch.stack(values)
         else:
             batch[key] = values
+    if padded:
+        batch["frame_mask"] = torch.arange(frames) < torch.tensor(lengths)[:, None]  # (B, T)
     return batch
+
+
+def _pad_frames(value: Tensor, frames: int) -> Tensor:
+    """Zero-pad the first (time) axis of ``value`` to ``frames`` entries."""
+    missing = frames - value.shape[0]
+    if missing == 0:
+        return value
+    padding = torch.zeros((missing, *value.shape[1:]), dtype=value.dtype)
+    return torch.cat([value, padding])
