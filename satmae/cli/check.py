@@ -26,6 +26,7 @@ def run(args: argparse.Namespace) -> int:
     """Check every sample (up to --max-samples) and print a table; exit 1 on errors."""
     from rich.console import Console
     from rich.table import Table
+    from tqdm.auto import tqdm
 
     from satmae.data.check import check_grids, check_sample, load_model_spec
     from satmae.data.sources import list_sources, read_center
@@ -36,7 +37,15 @@ def run(args: argparse.Namespace) -> int:
     sources = list_sources(args.data, args.bands, band_order=args.band_order)
     results: list[CheckResult] = []
     grids: list[tuple[str, Grid]] = []
-    for source in sources[: args.max_samples]:
+    chosen_sources = sources[: args.max_samples]
+    progress = tqdm(
+        chosen_sources,
+        desc="checking",
+        unit="sample",
+        leave=False,
+        disable=args.json or len(chosen_sources) < 4,
+    )
+    for source in progress:
         sample = read_center(source, args.size)
         stats = chosen or (model.normalization if model else None)
         stats = stats or _default_stats(sample["bands"])
