@@ -43,13 +43,23 @@ class TokenGrid:
         return self.patch_grid[0] * self.patch_grid[1]
 
     @property
+    def tokens_per_frame(self) -> int:
+        """G'·L, the tokens of one frame."""
+        return len(self.groups) * self.patches
+
+    @property
     def tokens(self) -> int:
         """N = T·G'·L."""
-        return self.frames * len(self.groups) * self.patches
+        return self.frames * self.tokens_per_frame
 
 
 class Decoder(nn.Module):
-    """Shared parts: input projection, mask token, encodings, norm and per-group heads."""
+    """Shared parts: input projection, mask token, encodings, blocks, norm, per-group heads.
+
+    Subclasses choose the block (``block_type``) and how tokens reach it (``forward``).
+    """
+
+    block_type: type[Block] | type[CrossBlock]
 
     def __init__(self, config: MAEConfig) -> None:
         super().__init__()
@@ -61,9 +71,11 @@ class Decoder(nn.Module):
         self.encodings = Encodings(config, decoder=True)
         self.norm = LayerNorm(dim)
         self.heads = nn.ModuleList(nn.Linear(dim, len(bands) * area) for bands in config.heads)
-
-    def init(self) -> None:
-        """SatMAE initialisation of the decoder."""
+        self.blocks = nn.ModuleList(
+            self.block_type(dim, config.decoder_num_heads, config.mlp_ratio)
+            for _ in range(config.decoder_depth)
+        )
+        # SatMAE's initialisation of the whole decoder.
         init_weights(self)
         nn.init.normal_(self.mask_token, std=0.02)
 
@@ -80,21 +92,11 @@ class Decoder(nn.Module):
         )
         return codes.flatten(1, 3)
 
-    def token_frames(self, grid: TokenGrid, index: Tensor) -> Tensor:
-        """Frame of each flattened token index: same shape as ``index``."""
-        return torch.div(index, len(grid.groups) * grid.patches, rounding_mode="floor")
-
 
 class FullDecoder(Decoder):
     """SatMAE's decoder: mask tokens at hidden positions, self-attention over all tokens."""
 
-    def __init__(self, config: MAEConfig) -> None:
-        super().__init__(config)
-        self.blocks = nn.ModuleList(
-            Block(config.decoder_dim, config.decoder_num_heads, config.mlp_ratio)
-            for _ in range(config.decoder_depth)
-        )
-        self.init()
+    block_type = Block
 
     def forward(
         self,
@@ -124,7 +126,7 @@ class FullDecoder(Decoder):
         cls = x[:, :1] + self.encodings.cls(x.device).to(x.dtype)
         x = torch.cat([cls, full], dim=1)  # (B, 1+N, Dd)
         all_tokens = torch.arange(grid.tokens, device=x.device).expand(batch, -1)
-        attn_mask = frame_attention_mask(grid.frame_mask, self.token_frames(grid, all_tokens))
+        attn_mask = frame_attention_mask(grid.frame_mask, all_tokens, grid.tokens_per_frame)
         for block in self.blocks:
             x = block(x, attn_mask)
         x = self.norm(x)[:, 1:]
@@ -146,13 +148,7 @@ class CrossDecoder(Decoder):
     it reconstructs all of them.
     """
 
-    def __init__(self, config: MAEConfig) -> None:
-        super().__init__(config)
-        self.blocks = nn.ModuleList(
-            CrossBlock(config.decoder_dim, config.decoder_num_heads, config.mlp_ratio)
-            for _ in range(config.decoder_depth)
-        )
-        self.init()
+    block_type = CrossBlock
 
     def forward(
         self,
@@ -192,7 +188,7 @@ class CrossDecoder(Decoder):
         queries = self.mask_token.to(x.dtype) + torch.gather(
             codes, 1, queries_index.unsqueeze(-1).expand(-1, -1, dim)
         )  # (B, Q, Dd)
-        attn_mask = frame_attention_mask(grid.frame_mask, self.token_frames(grid, masking.visible))
+        attn_mask = frame_attention_mask(grid.frame_mask, masking.visible, grid.tokens_per_frame)
         for block in self.blocks:
             queries = block(queries, context, attn_mask)
         queries = self.norm(queries)
@@ -208,7 +204,7 @@ class CrossDecoder(Decoder):
             [len(self.config.band_groups[g]) for g in grid.groups], device=x.device
         )
         band_group = torch.repeat_interleave(torch.arange(len(grid.groups), device=x.device), sizes)
-        per_frame = len(grid.groups) * grid.patches
+        per_frame = grid.tokens_per_frame
         query_group = torch.div(queries_index % per_frame, grid.patches, rounding_mode="floor")
         own = band_group[None, None, :] == query_group[:, :, None]  # (B, Q, C')
         out = out * own.unsqueeze(-1).to(out.dtype)

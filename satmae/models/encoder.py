@@ -32,19 +32,24 @@ def init_weights(module: nn.Module) -> None:
             nn.init.zeros_(sub.bias)
 
 
-def frame_attention_mask(frame_mask: Tensor | None, token_frames: Tensor) -> Tensor | None:
+def frame_attention_mask(
+    frame_mask: Tensor | None, token_index: Tensor, tokens_per_frame: int
+) -> Tensor | None:
     """Attention mask that hides tokens of padded frames (cls always attends).
 
     Args:
         frame_mask: ``(B, T)`` bool, True = real frame, or ``None`` when no frame is padded.
-        token_frames: ``(B, N)`` int64 frame index of each token after the cls.
+        token_index: ``(B, N)`` int64 positions of the attending tokens in the flattened
+            ``T·G·L`` token grid (time-major, so the frame is ``index // tokens_per_frame``).
+        tokens_per_frame: ``G·L``, the tokens of one frame.
 
     Returns:
         bool ``(B, 1, 1, 1+N)`` or ``None``.
     """
     if frame_mask is None:
         return None
-    keep = torch.gather(frame_mask, 1, token_frames)  # (B, N)
+    frames = torch.div(token_index, tokens_per_frame, rounding_mode="floor")
+    keep = torch.gather(frame_mask, 1, frames)  # (B, N)
     keep = torch.cat([torch.ones_like(keep[:, :1]), keep], dim=1)  # (B, 1+N)
     return keep[:, None, None, :]
 
@@ -183,8 +188,8 @@ class SatMAEEncoder(nn.Module):
         tokens = self.tokenizer(x, times, selection)  # (B, T, G, L, D)
         batch, frames, groups, patches, dim = tokens.shape
         frame_mask = check_frame_mask(frame_mask, batch, frames)
-        token_frames = torch.arange(frames, device=x.device).repeat_interleave(groups * patches)
-        attn_mask = frame_attention_mask(frame_mask, token_frames.expand(batch, -1))
+        all_tokens = torch.arange(frames * groups * patches, device=x.device).expand(batch, -1)
+        attn_mask = frame_attention_mask(frame_mask, all_tokens, groups * patches)
         out, kept = self.run_blocks(tokens.flatten(1, 3), attn_mask, blocks)
         grid = self.tokenizer.check_input(x)
         shape = (batch, frames, groups, *grid, dim)

@@ -127,8 +127,7 @@ class MaskedAutoencoder(nn.Module):
             )
         index = masking.visible.unsqueeze(-1).expand(-1, -1, dim)
         visible = torch.gather(tokens.flatten(1, 3), 1, index)  # (B, N_keep, D)
-        token_frames = torch.div(masking.visible, groups * patches, rounding_mode="floor")
-        attn_mask = frame_attention_mask(frame_mask, token_frames)
+        attn_mask = frame_attention_mask(frame_mask, masking.visible, groups * patches)
         latent, _ = encoder.run_blocks(visible, attn_mask)  # (B, 1+N_keep, D)
 
         grid = TokenGrid(frames, selection.groups, patch_grid, times, frame_mask)
