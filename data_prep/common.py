@@ -13,6 +13,30 @@ from satmae.data.parallel import run_tasks
 from satmae.data.series import Frame
 
 
+def recipe_parser(doc: str) -> argparse.ArgumentParser:
+    """A parser whose description is the recipe docstring's first paragraph, the rest its epilog."""
+    summary, _, details = doc.partition("\n\n")
+    return argparse.ArgumentParser(
+        description=summary,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=details,
+    )
+
+
+def add_scale_out_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--workers`` (local dask cluster) and ``--scheduler`` (a dask cluster of many machines)."""
+    scale = parser.add_argument_group("scale-out")
+    scale.add_argument(
+        "--workers", type=int, default=1, help="local dask worker processes (1: no dask, run here)"
+    )
+    scale.add_argument(
+        "--scheduler",
+        default=None,
+        help="address of a dask scheduler (tcp://host:8786) for many machines; inputs and "
+        "outputs must be reachable at the same paths from every worker",
+    )
+
+
 def add_plan_arguments(
     parser: argparse.ArgumentParser, *, size: int, sampling: str, frames: int, dates: str
 ) -> None:
@@ -45,15 +69,7 @@ def add_plan_arguments(
     )
     group.add_argument("--seed", type=int, default=0, help="seed of random windows")
     group.add_argument("--compression", choices=["lz4", "zstd"], default="lz4")
-    scale = parser.add_argument_group("scale-out")
-    scale.add_argument(
-        "--workers", type=int, default=1, help="local dask worker processes (1: no dask, run here)"
-    )
-    scale.add_argument(
-        "--scheduler",
-        default=None,
-        help="address of a dask scheduler (tcp://host:8786) for many machines",
-    )
+    add_scale_out_arguments(parser)
 
 
 def plan_from_arguments(args: argparse.Namespace) -> ChipPlan:

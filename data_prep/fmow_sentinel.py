@@ -12,10 +12,9 @@ location instead. One part per location; chip ids are ``<category>_<location_id>
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
-from common import add_plan_arguments, run_locations
+from common import add_plan_arguments, recipe_parser, run_locations
 
 from satmae.data.series import Frame, read_index
 
@@ -30,11 +29,7 @@ def gather(csv: Path, limit: int | None) -> dict[str, list[Frame]]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=__doc__.split("\n\n", 1)[1],
-    )
+    parser = recipe_parser(__doc__)
     parser.add_argument("csv", type=Path, help="fMoW-Sentinel CSV (train.csv, val.csv, ...)")
     parser.add_argument("--limit", type=int, default=None, help="only the first N locations")
     add_plan_arguments(parser, size=96, sampling="center", frames=1, dates="each")

@@ -12,7 +12,6 @@ written to a temporary folder and renamed into place, so a rerun skips finished 
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import sys
@@ -21,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import rasterio
+from common import add_scale_out_arguments, recipe_parser
 
 from satmae.bands import L1C_BANDS
 from satmae.data.band_files import find_band_files, read_band_files
@@ -87,20 +87,11 @@ def write_city(task: CityTask) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=__doc__.split("\n\n", 1)[1],
-    )
+    parser = recipe_parser(__doc__)
     parser.add_argument("root", type=Path, help="OSCD root (holding the '... - Images' folder)")
     parser.add_argument("--out", type=Path, required=True, help="torchgeo OSCD root to write")
     parser.add_argument("--cities", nargs="+", default=None, help="only these cities")
-    parser.add_argument(
-        "--workers", type=int, default=1, help="local dask worker processes (1: no dask, run here)"
-    )
-    parser.add_argument(
-        "--scheduler", default=None, help="dask scheduler address; the output folder must be shared"
-    )
+    add_scale_out_arguments(parser)
     args = parser.parse_args(argv)
 
     images = images_folder(args.root)

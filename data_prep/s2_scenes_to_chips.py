@@ -11,10 +11,9 @@ of the store; a rerun skips the parts already written.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
-from common import add_plan_arguments, run_locations
+from common import add_plan_arguments, recipe_parser, run_locations
 
 from satmae.data.series import Frame, frames_from_folder, group_by_location, read_index
 
@@ -29,11 +28,7 @@ def gather(sources: list[Path]) -> dict[str, list[Frame]]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=__doc__.split("\n\n", 1)[1],
-    )
+    parser = recipe_parser(__doc__)
     parser.add_argument(
         "sources",
         nargs="+",

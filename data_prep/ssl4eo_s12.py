@@ -11,10 +11,9 @@ as frames with their acquisition times.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
-from common import add_plan_arguments, run_locations
+from common import add_plan_arguments, recipe_parser, run_locations
 
 from satmae.data.series import Frame, frames_from_folder
 
@@ -30,11 +29,7 @@ def gather(root: Path, split: str, limit: int | None) -> dict[str, list[Frame]]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=__doc__.split("\n\n", 1)[1],
-    )
+    parser = recipe_parser(__doc__)
     parser.add_argument("root", type=Path, help="SSL4EO-S12 root (holding s2c/ or s2a/)")
     parser.add_argument("--split", choices=["s2c", "s2a"], default="s2c")
     parser.add_argument("--limit", type=int, default=None, help="only the first N locations")
