@@ -20,6 +20,7 @@ from typing import Protocol
 
 from rasterio.windows import Window
 
+from satmae.bands import L1C_BANDS, L2A_BANDS
 from satmae.data.band_files import (
     RASTER_SUFFIXES,
     BandFilesReader,
@@ -130,7 +131,7 @@ def list_sources(
         return [_raster_source(path, bands, band_order)]
     if (path / OSCD_IMAGES).is_dir() or list(path.glob("*/dates.txt")):
         return [
-            Source(city, partial(read_oscd_city, path, city, bands or _oscd_default()))
+            Source(city, partial(read_oscd_city, path, city, bands or L1C_BANDS))
             for city in oscd_cities(path)
         ]
     if list(path.glob("*/*_labels_metadata.json")) or list(path.glob("*_labels_metadata.json")):
@@ -218,13 +219,5 @@ def read_center(source: Source, size: int = 1024) -> Sample:
         reader.close()
 
 
-def _oscd_default() -> tuple[str, ...]:
-    from satmae.bands import L1C_BANDS
-
-    return L1C_BANDS
-
-
 def _bigearthnet(patch: Path, bands: Sequence[str] | None) -> Sample:
-    from satmae.bands import L2A_BANDS
-
     return read_bigearthnet_patch(patch, bands or L2A_BANDS)
