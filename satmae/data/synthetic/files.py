@@ -56,9 +56,31 @@ class DemoSet:
     metadata: Path
     dates: list[datetime] = field(default_factory=list)
 
+    @classmethod
+    def at(cls, root: Path, dates: list[datetime]) -> DemoSet:
+        """The file layout of a demo set with these dates under ``root`` (the one naming rule)."""
+        first, last = _date_stamp(dates[0]), _date_stamp(dates[-1])
+        return cls(
+            root=root,
+            images=[root / f"S2_L2A_{_date_stamp(d)}.tif" for d in dates],
+            scl=[root / f"S2_L2A_{_date_stamp(d)}_SCL.tif" for d in dates],
+            land_cover=[root / f"landcover_{first}.tif", root / f"landcover_{last}.tif"],
+            change=root / f"change_{first}_{last}.tif",
+            metadata=root / "demo.json",
+            dates=list(dates),
+        )
+
+    def files(self) -> list[Path]:
+        """Every file of the set."""
+        return [*self.images, *self.scl, *self.land_cover, self.change, self.metadata]
+
 
 def _date_stamp(date: datetime) -> str:
     return date.strftime("%Y%m%d")
+
+
+def _iso(date: datetime) -> str:
+    return date.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def write_demo_set(
@@ -101,26 +123,17 @@ def write_demo_set(
     arrays = generate_demo_arrays(config)
     transform = from_origin(*ORIGIN, PIXEL_SIZE, PIXEL_SIZE)
     with tempfile.TemporaryDirectory(dir=root, prefix=".demo-") as staging_name:
-        staging = Path(staging_name)
-        names = _write_files(staging, arrays, transform, config)
-        for name in names:
-            os.replace(staging / name, root / name)
-    first, last = _date_stamp(arrays.dates[0]), _date_stamp(arrays.dates[-1])
-    return DemoSet(
-        root=root,
-        images=[root / f"S2_L2A_{_date_stamp(d)}.tif" for d in arrays.dates],
-        scl=[root / f"S2_L2A_{_date_stamp(d)}_SCL.tif" for d in arrays.dates],
-        land_cover=[root / f"landcover_{first}.tif", root / f"landcover_{last}.tif"],
-        change=root / f"change_{first}_{last}.tif",
-        metadata=root / "demo.json",
-        dates=arrays.dates,
-    )
+        staged = DemoSet.at(Path(staging_name), arrays.dates)
+        _write_files(staged, arrays, transform, config)
+        for path in staged.files():
+            os.replace(path, root / path.name)
+    return DemoSet.at(root, arrays.dates)
 
 
 def _write_files(
-    folder: Path, arrays: DemoArrays, transform: Affine, config: DemoConfig
-) -> list[str]:
-    """Write every raster and the metadata into ``folder``; return the file names."""
+    layout: DemoSet, arrays: DemoArrays, transform: Affine, config: DemoConfig
+) -> None:
+    """Write every raster and the metadata at the paths of ``layout``."""
     size = config.size
     common: dict[str, Any] = {
         "width": size,
@@ -129,11 +142,8 @@ def _write_files(
         "transform": transform,
         "compress": "deflate",
     }
-    names: list[str] = []
     for t, date in enumerate(arrays.dates):
-        stamp = _date_stamp(date)
-        iso = date.strftime("%Y-%m-%dT%H:%M:%SZ")
-        name = f"S2_L2A_{stamp}.tif"
+        iso = _iso(date)
         profile = {
             **common,
             "driver": "COG",
@@ -144,7 +154,7 @@ def _write_files(
             "blocksize": 256,
             "overview_resampling": "average",
         }
-        with rasterio.open(folder / name, "w", **profile) as dst:
+        with rasterio.open(layout.images[t], "w", **profile) as dst:
             dst.write(arrays.reflectance[t])
             dst.update_tags(
                 ACQUISITION_DATETIME=iso,
@@ -162,35 +172,24 @@ def _write_files(
                     WAVELENGTH_NM=str(spec.wavelength_nm),
                     NATIVE_RESOLUTION_M=str(spec.resolution_m),
                 )
-        names.append(name)
-        scl_name = f"S2_L2A_{stamp}_SCL.tif"
         with rasterio.open(
-            folder / scl_name, "w", driver="GTiff", count=1, dtype="uint8", **common
+            layout.scl[t], "w", driver="GTiff", count=1, dtype="uint8", **common
         ) as dst:
             dst.write(arrays.scl[t], 1)
             dst.set_band_description(1, "SCL")
             dst.update_tags(ACQUISITION_DATETIME=iso)
             dst.update_tags(1, **{f"CLASS_{k}": v for k, v in SCL_CLASSES.items()})
-        names.append(scl_name)
 
     first, last = _date_stamp(arrays.dates[0]), _date_stamp(arrays.dates[-1])
-    for layer, stamp in zip(arrays.land_cover, (first, last), strict=True):
-        name = f"landcover_{stamp}.tif"
-        with rasterio.open(
-            folder / name, "w", driver="GTiff", count=1, dtype="uint8", **common
-        ) as dst:
+    for layer, stamp, path in zip(arrays.land_cover, (first, last), layout.land_cover, strict=True):
+        with rasterio.open(path, "w", driver="GTiff", count=1, dtype="uint8", **common) as dst:
             dst.write(layer, 1)
             dst.set_band_description(1, "land_cover")
             dst.update_tags(DATE=stamp, **{f"CLASS_{k}": v for k, v in LAND_COVER_CLASSES.items()})
-        names.append(name)
-    change_name = f"change_{first}_{last}.tif"
-    with rasterio.open(
-        folder / change_name, "w", driver="GTiff", count=1, dtype="uint8", **common
-    ) as dst:
+    with rasterio.open(layout.change, "w", driver="GTiff", count=1, dtype="uint8", **common) as dst:
         dst.write(arrays.change, 1)
         dst.set_band_description(1, "change")
         dst.update_tags(DATE_1=first, DATE_2=last, CLASS_0="no_change", CLASS_1="change")
-    names.append(change_name)
 
     metadata = {
         "format": "satmae-demo",
@@ -202,15 +201,13 @@ def _write_files(
         "bands": list(arrays.bands),
         "reflectance_scale": REFLECTANCE_SCALE,
         "nodata": NODATA,
-        "dates": [d.strftime("%Y-%m-%dT%H:%M:%SZ") for d in arrays.dates],
-        "images": [f"S2_L2A_{_date_stamp(d)}.tif" for d in arrays.dates],
-        "scl": [f"S2_L2A_{_date_stamp(d)}_SCL.tif" for d in arrays.dates],
-        "land_cover": [f"landcover_{first}.tif", f"landcover_{last}.tif"],
-        "change": change_name,
+        "dates": [_iso(d) for d in arrays.dates],
+        "images": [path.name for path in layout.images],
+        "scl": [path.name for path in layout.scl],
+        "land_cover": [path.name for path in layout.land_cover],
+        "change": layout.change.name,
         "land_cover_classes": {str(k): v for k, v in LAND_COVER_CLASSES.items()},
         "scl_classes": {str(k): v for k, v in SCL_CLASSES.items()},
         "config": asdict(config),
     }
-    (folder / "demo.json").write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
-    names.append("demo.json")
-    return names
+    layout.metadata.write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
