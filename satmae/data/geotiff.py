@@ -175,12 +175,6 @@ def is_class_layer(path: PathLike) -> bool:
     return names[0] in (None, "SCL")
 
 
-def raster_grid(path: PathLike) -> Grid:
-    """The pixel grid (CRS, transform, size) of a raster file."""
-    with open_raster(path) as dataset:
-        return dataset_grid(dataset)
-
-
 def file_time(dataset: DatasetReader, path: PathLike) -> int | None:
     """Acquisition time from the file's tags in seconds since epoch, or None if absent.
 

@@ -286,26 +286,3 @@ class OnGrid:
         """Close the warped view (the dataset stays open)."""
         if self.vrt is not None:
             self.vrt.close()
-
-
-def read_onto(
-    dataset: DatasetReader,
-    indexes: Sequence[int],
-    grid: Grid,
-    *,
-    resampling: Resampling = Resampling.bilinear,
-    fill: float = 0,
-    path: PathLike | None = None,
-) -> NDArray[np.float32]:
-    """Read bands of ``dataset`` onto the whole of ``grid``: ``(len(indexes), H, W)`` float32.
-
-    See :class:`OnGrid`; pixels outside the file get ``fill``.
-
-    Raises:
-        ValueError: if the file cannot be decoded or has no CRS while off the grid.
-    """
-    view = OnGrid(dataset, grid, resampling=resampling, fill=fill, path=path)
-    try:
-        return view.read(indexes)
-    finally:
-        view.close()
