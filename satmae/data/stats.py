@@ -7,177 +7,47 @@ a fixed 65 536-bin histogram afterwards, so memory stays bounded for any amount 
 integer reflectance in [0, 65535] (the usual uint16 ×10000 storage) the histogram has unit bins,
 so even the streamed percentiles are exact.
 
-Built-in statistics (``load_stats``): ``"s2_l1c"`` and ``"s2_l2a"`` (computed from the real
-samples in ``../shared/data/real``; see the provenance field in each JSON) and
-``"satmae_official"`` (the fMoW-Sentinel numbers hard-coded in the official SatMAE code).
+The statistics type (:class:`~satmae.normalization.BandStats`), the built-in statistics
+(:func:`~satmae.normalization.load_stats`: ``"s2_l1c"`` and ``"s2_l2a"`` computed from the real
+samples in ``../shared/data/real``, ``"satmae_official"`` and ``"fmow_rgb"`` from the official
+SatMAE code) and the normalisation itself live in :mod:`satmae.normalization`; they are
+re-exported here.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from importlib import resources
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 from numpy.typing import NDArray
-from torch import Tensor
 from tqdm.auto import tqdm
 
-from satmae.bands import canonical_band, canonical_bands
-from satmae.io import atomic_path
+from satmae.bands import canonical_bands
+from satmae.normalization import (
+    BUILTIN_STATS,
+    BandStats,
+    Normalization,
+    NormMode,
+    load_stats,
+)
+
+__all__ = [
+    "BUILTIN_STATS",
+    "DEFAULT_PERCENTILES",
+    "BandStats",
+    "Normalize",
+    "StatsAccumulator",
+    "compute_stats",
+    "load_stats",
+]
 
 DEFAULT_PERCENTILES: tuple[float, ...] = (0.5, 1, 2, 5, 25, 50, 75, 95, 98, 99, 99.5)
 """Percentiles reported by default (torchgeo's BigEarthNet uses 2 and 98)."""
 
-BUILTIN_STATS: tuple[str, ...] = ("s2_l1c", "s2_l2a", "satmae_official")
-"""Names accepted by :func:`load_stats`."""
-
-FORMAT = "satmae-stats"
 _BINS = 65536
-
-
-@dataclass
-class BandStats:
-    """Statistics of each band, keyed by canonical band name.
-
-    Attributes:
-        mean: band -> mean of valid pixels.
-        std: band -> population standard deviation of valid pixels.
-        percentiles: band -> {percentile (as text, e.g. "2") -> value}.
-        count: band -> number of valid pixels used.
-        minimum: band -> smallest value.
-        maximum: band -> largest value.
-        exact: whether the percentiles are exact (False once the histogram took over for
-            non-integer data).
-        provenance: where the numbers come from (data, command, date).
-    """
-
-    mean: dict[str, float]
-    std: dict[str, float]
-    percentiles: dict[str, dict[str, float]] = field(default_factory=dict)
-    count: dict[str, int] = field(default_factory=dict)
-    minimum: dict[str, float] = field(default_factory=dict)
-    maximum: dict[str, float] = field(default_factory=dict)
-    exact: bool = True
-    provenance: str = ""
-
-    @property
-    def bands(self) -> tuple[str, ...]:
-        """Bands with statistics, in stored order."""
-        return tuple(self.mean)
-
-    def vectors(self, bands: Sequence[str]) -> tuple[Tensor, Tensor]:
-        """Mean and std of ``bands`` (any spelling) as float32 tensors ``(C,)``, in that order.
-
-        Raises:
-            ValueError: listing the bands these statistics do not cover.
-        """
-        names = canonical_bands(bands)
-        if missing := [band for band in names if band not in self.mean]:
-            raise ValueError(
-                f"normalisation statistics lack bands {missing}; they cover {list(self.bands)}"
-                " — compute stats for these bands (satmae stats DATA --out stats.json)"
-            )
-        mean = torch.tensor([self.mean[band] for band in names], dtype=torch.float32)
-        std = torch.tensor([self.std[band] for band in names], dtype=torch.float32)
-        return mean, std
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able form (see ``docs/bring-your-own.md`` for the schema)."""
-        bands: dict[str, Any] = {}
-        for band in self.bands:
-            entry: dict[str, Any] = {"mean": self.mean[band], "std": self.std[band]}
-            for key, table in (
-                ("count", self.count),
-                ("min", self.minimum),
-                ("max", self.maximum),
-                ("percentiles", self.percentiles),
-            ):
-                if band in table:
-                    entry[key] = table[band]
-            bands[band] = entry
-        return {
-            "format": FORMAT,
-            "version": 1,
-            "provenance": self.provenance,
-            "exact_percentiles": self.exact,
-            "bands": bands,
-        }
-
-    def normalization(self) -> dict[str, dict[str, float]]:
-        """The ``{"mean": {band: v}, "std": {band: v}}`` form stored in model bundles."""
-        return {"mean": dict(self.mean), "std": dict(self.std)}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any], source: str = "statistics") -> BandStats:
-        """Read the JSON form, or a bundle's ``{"mean": {...}, "std": {...}}`` normalisation.
-
-        Raises:
-            ValueError: if the layout is not recognised, a band name is unknown, or a std <= 0.
-        """
-        if "bands" in data:
-            entries: Mapping[str, Any] = data["bands"]
-        elif "mean" in data and "std" in data:
-            entries = {b: {"mean": data["mean"][b], "std": data["std"][b]} for b in data["mean"]}
-        else:
-            raise ValueError(
-                f"{source} is neither a satmae stats file ({{'bands': {{...}}}}) nor a "
-                f"normalisation dict ({{'mean': {{...}}, 'std': {{...}}}}); keys: {sorted(data)}"
-            )
-        stats = cls(mean={}, std={}, provenance=str(data.get("provenance", "")))
-        stats.exact = bool(data.get("exact_percentiles", True))
-        for name, entry in entries.items():
-            band = canonical_band(name)
-            stats.mean[band] = float(entry["mean"])
-            stats.std[band] = float(entry["std"])
-            if not stats.std[band] > 0:
-                raise ValueError(f"{source}: band {band} has std {stats.std[band]}; it must be > 0")
-            for key, table in (
-                ("count", stats.count),
-                ("min", stats.minimum),
-                ("max", stats.maximum),
-                ("percentiles", stats.percentiles),
-            ):
-                if key in entry:
-                    table[band] = entry[key]
-        return stats
-
-    def save(self, path: str | Path) -> None:
-        """Write the JSON form (atomically: a killed run leaves the old file or none)."""
-        with atomic_path(path) as staging:
-            staging.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
-
-
-def load_stats(name_or_path: str | Path) -> BandStats:
-    """Built-in statistics by name (``"s2_l1c"``, ``"s2_l2a"``, ``"satmae_official"``) or a file.
-
-    A file may be a ``satmae stats`` JSON or a model bundle's ``config.json`` (its
-    ``normalization``).
-
-    Raises:
-        FileNotFoundError: if neither a built-in name nor an existing file.
-        ValueError: if the file holds no statistics.
-    """
-    text = str(name_or_path)
-    if text in BUILTIN_STATS:
-        resource = resources.files("satmae.resources").joinpath(f"stats_{text}.json")
-        return BandStats.from_dict(json.loads(resource.read_text(encoding="utf-8")), text)
-    path = Path(name_or_path)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"statistics {text!r} are neither built in ({', '.join(BUILTIN_STATS)}) nor a file"
-        )
-    data = json.loads(path.read_text(encoding="utf-8"))
-    if data.get("format") == "satmae-bundle" or "normalization" in data:
-        if not data.get("normalization"):
-            raise ValueError(f"{path} is a model bundle config without normalization stats")
-        data = data["normalization"]
-    return BandStats.from_dict(data, str(path))
 
 
 class _Band:
@@ -366,7 +236,7 @@ def compute_stats(
 
 
 class Normalize:
-    """Normalise a sample's image by band name: ``(x - mean) / std`` per channel.
+    """Normalise a sample's image by band name (see :mod:`satmae.normalization`).
 
     Args:
         stats: statistics covering at least the sample's bands.
@@ -374,11 +244,8 @@ class Normalize:
             ``clip(0.5 + z/4, 0, 1)`` quantised to 1/255 as its uint8 round trip does.
     """
 
-    def __init__(self, stats: BandStats, mode: Literal["zscore", "satmae"] = "zscore") -> None:
-        if mode not in ("zscore", "satmae"):
-            raise ValueError(f"mode must be 'zscore' or 'satmae', got {mode!r}")
-        self.stats = stats
-        self.mode = mode
+    def __init__(self, stats: BandStats, mode: NormMode = "zscore") -> None:
+        self.normalization = Normalization(stats, mode)
 
     def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
         """Return a copy of ``sample`` with ``image`` (``(..., C, H, W)``) normalised.
@@ -386,13 +253,4 @@ class Normalize:
         Raises:
             ValueError: if the statistics lack any of the sample's bands.
         """
-        image = torch.as_tensor(sample["image"]).to(torch.float32)
-        mean, std = self.stats.vectors(sample["bands"])
-        shape = (len(mean), 1, 1)
-        if self.mode == "zscore":
-            normalised = (image - mean.view(shape)) / std.view(shape)
-        else:
-            low = (mean - 2 * std).view(shape)
-            scaled = (image - low) / (4 * std).view(shape) * 255.0
-            normalised = torch.trunc(scaled.clamp(0.0, 255.0)) / 255.0
-        return {**sample, "image": normalised}
+        return {**sample, "image": self.normalization.apply(sample["image"], sample["bands"])}

@@ -1,9 +1,15 @@
-"""The architecture of a SatMAE: one frozen dataclass that every other module reads."""
+"""The architecture of a SatMAE, split by role: encoder, decoder, masking and loss.
+
+:class:`EncoderConfig` is all an encoder needs (it validates without decoder values);
+:class:`DecoderConfig` and :class:`MaskingConfig` hold what pretraining adds; :class:`MAEConfig`
+is the flat union that the registry, bundles and ``create_model(name, **overrides)`` use. Allowed
+values of every choice field come from its ``Literal`` type.
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar, get_args
 
 from satmae.bands import SATMAE_GROUPS, canonical_bands
 
@@ -21,47 +27,39 @@ SATMAE_TIME_FIELDS: tuple[str, ...] = ("years_since_2002", "month0", "hour")
 S2_TIME_FIELDS: tuple[str, ...] = ("year", "day_of_year")
 """The Sentinel-2 default: calendar year and zero-based day of year."""
 
+_Config = TypeVar("_Config", bound="EncoderConfig | DecoderConfig | MaskingConfig")
+
+
+def _check_choice(name: str, value: object, kind: object) -> None:
+    options = get_args(kind)
+    if value not in options:
+        raise ValueError(f"{name} must be one of {options}, got {value!r}")
+
 
 @dataclass(frozen=True)
-class MAEConfig:
-    """Architecture of a SatMAE masked autoencoder and its encoder.
+class EncoderConfig:
+    """What the tokenizer and transformer of an encoder are.
 
     Encodings are concatenated per token as ``[spatial | group | time]``; the spatial width is
     whatever remains of the model width. The group width is used only when there is more than
     one band group and the time width only when ``time_fields`` is not empty, so a single-group,
-    single-frame configuration is exactly a vanilla MAE.
+    single-frame configuration is exactly a vanilla ViT.
 
     Attributes:
         band_groups: band names of each group, canonical spelling; one patch projection each.
-        head_bands: bands predicted by each decoder head, in head output order. ``None`` means
-            ``band_groups`` (head g predicts exactly group g). Official group-channel checkpoints
-            use the legacy slot order (SatMAE reference §3.2.6).
+        input_bands: the channel order a plain tensor is taken to be in when no band names are
+            given (e.g. the official SatMAE channel order); ``None`` means the groups
+            concatenated. Must contain every band of the groups.
         img_size: default (H, W) in pixels; the model accepts any size divisible by the patch.
         patch_size: side of a square patch in pixels.
         embed_dim: encoder width D.
         depth: number of encoder blocks.
         num_heads: encoder attention heads.
         mlp_ratio: hidden width of the MLPs relative to the block width.
-        group_dim: width of the band-group encoding in the encoder (used when G > 1).
-        time_dim: width of the time encoding in the encoder, split evenly over ``time_fields``.
+        group_dim: width of the band-group encoding (used when G > 1).
+        time_dim: width of the time encoding, split evenly over ``time_fields``.
         time_fields: calendar fields of the time encoding; empty for a non-temporal model.
         max_frames: the most frames T a sample may have.
-        decoder: ``"full"`` (mask tokens + self-attention over every token) or ``"cross"``
-            (hidden-token queries cross-attending to the encoded visible tokens).
-        decoder_fraction: fraction of hidden tokens the cross decoder reconstructs in training.
-        decoder_dim: decoder width.
-        decoder_depth: number of decoder blocks.
-        decoder_num_heads: decoder attention heads.
-        decoder_group_dim: width of the group encoding in the decoder (used when G > 1).
-        decoder_time_dim: width of the time encoding in the decoder (used when temporal).
-        mask_ratio: fraction of tokens hidden from the encoder in pretraining.
-        mask_time: ``"consistent"`` hides the same locations in every frame.
-        mask_groups: ``"consistent"`` hides a location in all groups or none.
-        norm_pix_loss: standardise each target patch before the loss.
-        norm_pix_scope: ``"token"`` standardises each group token on its own; ``"location"``
-            pools all bands of a location and frame (the official group-channel behaviour).
-        min_valid_fraction: tokens with a smaller fraction of valid pixels are hidden first and
-            left out of the loss.
         encoding: ``"sincos"`` computes fixed encodings for any grid; ``"learned"`` stores
             trainable spatial and group tables for the ``img_size`` grid (official fine-tuned
             checkpoints).
@@ -71,7 +69,7 @@ class MAEConfig:
     """
 
     band_groups: tuple[tuple[str, ...], ...] = SATMAE_GROUPS
-    head_bands: tuple[tuple[str, ...], ...] | None = None
+    input_bands: tuple[str, ...] | None = None
     img_size: tuple[int, int] = (96, 96)
     patch_size: int = 8
     embed_dim: int = 768
@@ -82,36 +80,26 @@ class MAEConfig:
     time_dim: int = 128
     time_fields: tuple[str, ...] = S2_TIME_FIELDS
     max_frames: int = 4
-    decoder: DecoderKind = "full"
-    decoder_fraction: float = 1.0
-    decoder_dim: int = 512
-    decoder_depth: int = 8
-    decoder_num_heads: int = 16
-    decoder_group_dim: int = 64
-    decoder_time_dim: int = 64
-    mask_ratio: float = 0.75
-    mask_time: MaskMode = "consistent"
-    mask_groups: MaskMode = "independent"
-    norm_pix_loss: bool = False
-    norm_pix_scope: NormPixScope = "token"
-    min_valid_fraction: float = 0.5
     encoding: EncodingKind = "sincos"
     global_pool_norm: bool = False
     num_classes: int = 0
 
     def __post_init__(self) -> None:
+        self._canonicalize()
+        self.validate()
+
+    def _canonicalize(self) -> None:
+        """Canonical band spellings and tuple-typed sequences (lists come from JSON)."""
         groups = tuple(canonical_bands(group) for group in self.band_groups)
         object.__setattr__(self, "band_groups", groups)
         canonical_bands(band for group in groups for band in group)  # rejects duplicates
-        if self.head_bands is not None:
-            heads = tuple(canonical_bands(head) for head in self.head_bands)
-            object.__setattr__(self, "head_bands", heads)
+        if self.input_bands is not None:
+            object.__setattr__(self, "input_bands", canonical_bands(self.input_bands))
         size = self.img_size
         object.__setattr__(
             self, "img_size", (size, size) if isinstance(size, int) else tuple(int(s) for s in size)
         )
         object.__setattr__(self, "time_fields", tuple(self.time_fields))
-        self.validate()
 
     # Derived sizes ------------------------------------------------------------------------
 
@@ -121,9 +109,14 @@ class MAEConfig:
         return tuple(band for group in self.band_groups for band in group)
 
     @property
-    def heads(self) -> tuple[tuple[str, ...], ...]:
-        """Bands predicted by each head (``head_bands`` or the groups)."""
-        return self.head_bands if self.head_bands is not None else self.band_groups
+    def input_order(self) -> tuple[str, ...]:
+        """The channel order assumed for a tensor given without band names."""
+        return self.input_bands if self.input_bands is not None else self.bands
+
+    @property
+    def group_sizes(self) -> tuple[int, ...]:
+        """Number of bands of each group."""
+        return tuple(len(group) for group in self.band_groups)
 
     @property
     def num_groups(self) -> int:
@@ -135,75 +128,40 @@ class MAEConfig:
         """Whether tokens carry a time encoding."""
         return bool(self.time_fields)
 
-    def widths(self, decoder: bool = False) -> tuple[int, int, int]:
-        """Widths of the (spatial, group, time) encodings of the encoder or decoder."""
-        width = self.decoder_dim if decoder else self.embed_dim
-        group = (self.decoder_group_dim if decoder else self.group_dim) * (self.num_groups > 1)
-        time = (self.decoder_time_dim if decoder else self.time_dim) * self.temporal
-        return width - group - time, group, time
+    def patch_grid(self, size: tuple[int, int] | None = None) -> tuple[int, int]:
+        """Patch grid ``(h, w)`` of an image of ``size`` pixels (default ``img_size``)."""
+        height, width = size if size is not None else self.img_size
+        return height // self.patch_size, width // self.patch_size
+
+    def widths(self) -> tuple[int, int, int]:
+        """Widths of the encoder's (spatial, group, time) encodings."""
+        return _widths(self.embed_dim, self.group_dim, self.time_dim, self)
+
+    # Validation ---------------------------------------------------------------------------
 
     def validate(self) -> None:
-        """Raise ValueError if the fields are inconsistent."""
+        """Raise ValueError if the encoder fields are inconsistent."""
         if not self.band_groups or any(not group for group in self.band_groups):
             raise ValueError(
                 f"band_groups must be non-empty groups of bands, got {self.band_groups}"
             )
-        if self.head_bands is not None:
-            if len(self.head_bands) != self.num_groups or sorted(
-                b for h in self.head_bands for b in h
-            ) != sorted(self.bands):
-                raise ValueError(
-                    f"head_bands {self.head_bands} must have one head per group and cover the "
-                    f"bands {self.bands} exactly once"
-                )
-            if tuple(map(len, self.head_bands)) != tuple(map(len, self.band_groups)):
-                raise ValueError(
-                    f"head {tuple(map(len, self.head_bands))} and group "
-                    f"{tuple(map(len, self.band_groups))} sizes differ"
-                )
+        if self.input_bands is not None and (
+            missing := [band for band in self.bands if band not in self.input_bands]
+        ):
+            raise ValueError(
+                f"input_bands {list(self.input_bands)} lack the model bands {missing}; list "
+                "every band of band_groups"
+            )
         unknown = [name for name in self.time_fields if name not in TIME_FIELDS]
         if unknown:
             raise ValueError(f"unknown time fields {unknown}; choose from {TIME_FIELDS}")
-        for name, value, options in (
-            ("mask_time", self.mask_time, ("independent", "consistent")),
-            ("mask_groups", self.mask_groups, ("independent", "consistent")),
-            ("decoder", self.decoder, ("full", "cross")),
-            ("norm_pix_scope", self.norm_pix_scope, ("token", "location")),
-            ("encoding", self.encoding, ("sincos", "learned")),
-        ):
-            if value not in options:
-                raise ValueError(f"{name} must be one of {options}, got {value!r}")
-        if not 0.0 <= self.mask_ratio < 1.0:
-            raise ValueError(f"mask_ratio must be in [0, 1), got {self.mask_ratio}")
-        if not 0.0 < self.decoder_fraction <= 1.0:
-            raise ValueError(f"decoder_fraction must be in (0, 1], got {self.decoder_fraction}")
+        _check_choice("encoding", self.encoding, EncodingKind)
         if self.max_frames < 1:
             raise ValueError(f"max_frames must be >= 1, got {self.max_frames}")
-        for decoder in (False, True):
-            spatial, group, time = self.widths(decoder)
-            where = "decoder" if decoder else "encoder"
-            if spatial <= 0 or spatial % 4:
-                raise ValueError(
-                    f"{where} spatial encoding width {spatial} (width − group − time) must be a "
-                    "positive multiple of 4; change the widths"
-                )
-            if group % 2:
-                raise ValueError(f"{where} group encoding width must be even, got {group}")
-            fields_ = max(len(self.time_fields), 1)
-            if time % fields_ or (time // fields_) % 2:
-                raise ValueError(f"{where} time width {time} must split into {fields_} even parts")
-        if self.embed_dim % self.num_heads or self.decoder_dim % self.decoder_num_heads:
+        _check_widths("encoder", self.widths(), self.time_fields)
+        if self.embed_dim % self.num_heads:
             raise ValueError(
-                f"widths ({self.embed_dim}, {self.decoder_dim}) must be divisible by the head "
-                f"counts ({self.num_heads}, {self.decoder_num_heads})"
-            )
-        if self.decoder == "cross" and any(
-            set(head) != set(group)
-            for head, group in zip(self.heads, self.band_groups, strict=True)
-        ):
-            raise ValueError(
-                "the cross decoder needs each head to predict its own group's bands; "
-                "use head_bands=None"
+                f"embed_dim {self.embed_dim} must be divisible by num_heads {self.num_heads}"
             )
         height, width = self.img_size
         if height % self.patch_size or width % self.patch_size:
@@ -218,21 +176,204 @@ class MAEConfig:
         return _listify(asdict(self))  # type: ignore[no-any-return]
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> MAEConfig:
-        """Inverse of :meth:`to_dict`; unknown keys raise ValueError."""
-        known = {f.name for f in fields(cls)}
-        if unknown := sorted(set(data) - known):
+    def from_dict(cls: type[_Config], data: dict[str, Any]) -> _Config:
+        """Inverse of :meth:`to_dict`.
+
+        Keys of the other roles (e.g. decoder fields in an encoder's config) are ignored; keys
+        that belong to no role raise ValueError.
+        """
+        return _from_dict(cls, data)
+
+    def encoder_config(self) -> EncoderConfig:
+        """Only the encoder fields."""
+        return _role(EncoderConfig, self)
+
+
+@dataclass(frozen=True)
+class DecoderConfig:
+    """What the pretraining decoder is.
+
+    Attributes:
+        decoder: ``"full"`` (mask tokens + self-attention over every token) or ``"cross"``
+            (hidden-token queries cross-attending to the encoded visible tokens).
+        decoder_fraction: fraction of hidden tokens the cross decoder reconstructs in training.
+        decoder_dim: decoder width.
+        decoder_depth: number of decoder blocks.
+        decoder_num_heads: decoder attention heads.
+        decoder_group_dim: width of the group encoding in the decoder (used when G > 1).
+        decoder_time_dim: width of the time encoding in the decoder (used when temporal).
+        head_bands: bands predicted by each decoder head, in head output order. ``None`` means
+            ``band_groups`` (head g predicts exactly group g). Official group-channel checkpoints
+            use the legacy slot order (SatMAE reference §3.2.6).
+    """
+
+    decoder: DecoderKind = "full"
+    decoder_fraction: float = 1.0
+    decoder_dim: int = 512
+    decoder_depth: int = 8
+    decoder_num_heads: int = 16
+    decoder_group_dim: int = 64
+    decoder_time_dim: int = 64
+    head_bands: tuple[tuple[str, ...], ...] | None = None
+
+    def __post_init__(self) -> None:
+        self.validate_decoder()
+
+    def validate_decoder(self) -> None:
+        """Raise ValueError if the decoder fields are inconsistent on their own."""
+        _check_choice("decoder", self.decoder, DecoderKind)
+        if not 0.0 < self.decoder_fraction <= 1.0:
+            raise ValueError(f"decoder_fraction must be in (0, 1], got {self.decoder_fraction}")
+        if self.decoder_dim % self.decoder_num_heads:
             raise ValueError(
-                f"unknown MAEConfig fields {unknown}; expected a subset of {sorted(known)}"
+                f"decoder_dim {self.decoder_dim} must be divisible by decoder_num_heads "
+                f"{self.decoder_num_heads}"
             )
-        values = dict(data)
-        for key in ("band_groups", "head_bands"):
-            if values.get(key) is not None:
-                values[key] = tuple(tuple(group) for group in values[key])
-        for key in ("img_size", "time_fields"):
-            if key in values:
-                values[key] = tuple(values[key])
-        return cls(**values)
+
+
+@dataclass(frozen=True)
+class MaskingConfig:
+    """How pretraining hides tokens and scores the reconstruction.
+
+    Attributes:
+        mask_ratio: fraction of tokens hidden from the encoder.
+        mask_time: ``"consistent"`` hides the same locations in every frame.
+        mask_groups: ``"consistent"`` hides a location in all groups or none.
+        norm_pix_loss: standardise each target patch before the loss.
+        norm_pix_scope: ``"token"`` standardises each group token on its own; ``"location"``
+            pools all bands of a location and frame (the official group-channel behaviour).
+        min_valid_fraction: tokens with a smaller fraction of valid pixels are hidden first and
+            left out of the loss.
+    """
+
+    mask_ratio: float = 0.75
+    mask_time: MaskMode = "consistent"
+    mask_groups: MaskMode = "independent"
+    norm_pix_loss: bool = False
+    norm_pix_scope: NormPixScope = "token"
+    min_valid_fraction: float = 0.5
+
+    def __post_init__(self) -> None:
+        self.validate_masking()
+
+    def validate_masking(self) -> None:
+        """Raise ValueError if the masking and loss fields are out of range."""
+        _check_choice("mask_time", self.mask_time, MaskMode)
+        _check_choice("mask_groups", self.mask_groups, MaskMode)
+        _check_choice("norm_pix_scope", self.norm_pix_scope, NormPixScope)
+        if not 0.0 <= self.mask_ratio < 1.0:
+            raise ValueError(f"mask_ratio must be in [0, 1), got {self.mask_ratio}")
+        if not 0.0 <= self.min_valid_fraction <= 1.0:
+            raise ValueError(f"min_valid_fraction must be in [0, 1], got {self.min_valid_fraction}")
+
+
+@dataclass(frozen=True)
+class MAEConfig(EncoderConfig, DecoderConfig, MaskingConfig):
+    """Architecture of a SatMAE masked autoencoder: encoder, decoder, masking and loss fields.
+
+    See :class:`EncoderConfig`, :class:`DecoderConfig` and :class:`MaskingConfig` for the
+    fields of each role.
+    """
+
+    def __post_init__(self) -> None:
+        self._canonicalize()
+        if self.head_bands is not None:
+            heads = tuple(canonical_bands(head) for head in self.head_bands)
+            object.__setattr__(self, "head_bands", heads)
+        self.validate()
+
+    @property
+    def heads(self) -> tuple[tuple[str, ...], ...]:
+        """Bands predicted by each head (``head_bands`` or the groups)."""
+        return self.head_bands if self.head_bands is not None else self.band_groups
+
+    def widths(self, decoder: bool = False) -> tuple[int, int, int]:
+        """Widths of the (spatial, group, time) encodings of the encoder or decoder."""
+        if not decoder:
+            return super().widths()
+        return _widths(self.decoder_dim, self.decoder_group_dim, self.decoder_time_dim, self)
+
+    def validate(self) -> None:
+        """Raise ValueError if any role's fields, or the roles together, are inconsistent."""
+        super().validate()
+        self.validate_decoder()
+        self.validate_masking()
+        _check_widths("decoder", self.widths(decoder=True), self.time_fields)
+        if self.head_bands is not None:
+            if len(self.head_bands) != self.num_groups or sorted(
+                b for h in self.head_bands for b in h
+            ) != sorted(self.bands):
+                raise ValueError(
+                    f"head_bands {self.head_bands} must have one head per group and cover the "
+                    f"bands {self.bands} exactly once"
+                )
+            if tuple(map(len, self.head_bands)) != self.group_sizes:
+                raise ValueError(
+                    f"head {tuple(map(len, self.head_bands))} and group {self.group_sizes} "
+                    "sizes differ"
+                )
+        if self.decoder == "cross" and any(
+            set(head) != set(group)
+            for head, group in zip(self.heads, self.band_groups, strict=True)
+        ):
+            raise ValueError(
+                "the cross decoder needs each head to predict its own group's bands; "
+                "use head_bands=None"
+            )
+
+    def decoder_config(self) -> DecoderConfig:
+        """Only the decoder fields."""
+        return _role(DecoderConfig, self)
+
+    def masking_config(self) -> MaskingConfig:
+        """Only the masking and loss fields."""
+        return _role(MaskingConfig, self)
+
+
+def _widths(
+    width: int, group_dim: int, time_dim: int, config: EncoderConfig
+) -> tuple[int, int, int]:
+    group = group_dim * (config.num_groups > 1)
+    time = time_dim * config.temporal
+    return width - group - time, group, time
+
+
+def _check_widths(where: str, widths: tuple[int, int, int], time_fields: tuple[str, ...]) -> None:
+    spatial, group, time = widths
+    if spatial <= 0 or spatial % 4:
+        raise ValueError(
+            f"{where} spatial encoding width {spatial} (width − group − time) must be a "
+            "positive multiple of 4; change the widths"
+        )
+    if group % 2:
+        raise ValueError(f"{where} group encoding width must be even, got {group}")
+    parts = max(len(time_fields), 1)
+    if time % parts or (time // parts) % 2:
+        raise ValueError(f"{where} time width {time} must split into {parts} even parts")
+
+
+_ALL_FIELDS = {f.name for f in fields(MAEConfig)}
+
+
+def _from_dict(cls: type[_Config], data: dict[str, Any]) -> _Config:
+    if unknown := sorted(set(data) - _ALL_FIELDS):
+        raise ValueError(
+            f"unknown {cls.__name__} fields {unknown}; expected a subset of "
+            f"{sorted(f.name for f in fields(cls))}"
+        )
+    own = {f.name for f in fields(cls)}
+    values = {key: value for key, value in data.items() if key in own}
+    for key in ("band_groups", "head_bands"):
+        if values.get(key) is not None:
+            values[key] = tuple(tuple(group) for group in values[key])
+    for key in ("img_size", "time_fields", "input_bands"):
+        if values.get(key) is not None:
+            values[key] = tuple(values[key])
+    return cls(**values)
+
+
+def _role(cls: type[_Config], config: object) -> _Config:
+    return cls(**{f.name: getattr(config, f.name) for f in fields(cls)})
 
 
 def _listify(value: Any) -> Any:

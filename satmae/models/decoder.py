@@ -14,9 +14,10 @@ from torch import Tensor, nn
 
 from satmae.models.blocks import Block, CrossBlock, LayerNorm
 from satmae.models.config import MAEConfig
-from satmae.models.encoder import frame_attention_mask, init_weights
+from satmae.models.encodings import Encodings
+from satmae.models.frames import frame_attention_mask
+from satmae.models.initialization import init_weights
 from satmae.models.masking import Masking
-from satmae.models.tokenizer import Encodings
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,7 @@ class Decoder(nn.Module):
         area = config.patch_size**2
         self.embed = nn.Linear(config.embed_dim, dim)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, dim))
-        self.encodings = Encodings(config, decoder=True)
+        self.encodings = Encodings(config, config.widths(decoder=True))
         self.norm = LayerNorm(dim)
         self.heads = nn.ModuleList(nn.Linear(dim, len(bands) * area) for bands in config.heads)
         self.blocks = nn.ModuleList(
@@ -168,9 +169,9 @@ class CrossDecoder(Decoder):
         num_hidden = grid.tokens - masking.visible.shape[1]
         fraction = self.config.decoder_fraction if self.training else 1.0
         num_queries = min(num_hidden, max(1, round(fraction * num_hidden))) if num_hidden else 0
-        bands = sum(len(self.config.band_groups[group]) for group in grid.groups)
+        sizes = [self.config.group_sizes[group] for group in grid.groups]
         area = self.config.patch_size**2
-        pred = latent.new_zeros(batch, grid.frames, bands, grid.patches, area)
+        pred = latent.new_zeros(batch, grid.frames, sum(sizes), grid.patches, area)
         predicted = torch.zeros_like(hidden)
         if num_queries == 0:
             return pred, predicted.view(masking.mask.shape)
@@ -200,10 +201,9 @@ class CrossDecoder(Decoder):
         out = nn.functional.linear(queries, weight, bias)
         out = out.reshape(*out.shape[:2], -1, area)  # (B, Q, C', p*p)
         out = out[:, :, self.band_order(grid.groups)]  # model band order
-        sizes = torch.tensor(
-            [len(self.config.band_groups[g]) for g in grid.groups], device=x.device
+        band_group = torch.repeat_interleave(
+            torch.arange(len(grid.groups), device=x.device), torch.tensor(sizes, device=x.device)
         )
-        band_group = torch.repeat_interleave(torch.arange(len(grid.groups), device=x.device), sizes)
         per_frame = grid.tokens_per_frame
         query_group = torch.div(queries_index % per_frame, grid.patches, rounding_mode="floor")
         own = band_group[None, None, :] == query_group[:, :, None]  # (B, Q, C')

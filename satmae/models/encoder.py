@@ -1,8 +1,15 @@
-"""The downstream encoder: tokenizer + transformer, without masking, returning named features."""
+"""The downstream encoder: tokenizer + transformer, without masking, returning named features.
+
+The encoder's steps are named so the masked autoencoder reuses them rather than re-implementing
+them: :meth:`SatMAEEncoder.tokenize` (validate once, embed, encode) -> :meth:`select_visible`
+(gather tokens and build the padded-frame attention mask) -> :meth:`run_blocks`. It also owns
+the seam to the data: :meth:`prepare` applies the model's band order and normalisation to a
+sample or batch as read.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -10,48 +17,19 @@ import torch
 from torch import Tensor, nn
 
 from satmae.models.blocks import Block, LayerNorm
-from satmae.models.config import MAEConfig
-from satmae.models.tokenizer import BandSelection, Tokenizer, select_bands
+from satmae.models.config import EncoderConfig
+from satmae.models.frames import frame_attention_mask
+from satmae.models.initialization import init_weights
+from satmae.models.inputs import ModelInputs, prepare_inputs
+from satmae.models.tokenizer import Tokenized, Tokenizer
+from satmae.normalization import Normalization, NormMode, StatsLike
+from satmae.spec import ModelSpec
 
 PoolMode = Literal["mean", "cls", "none"]
+POOL_MODES: tuple[str, ...] = ("mean", "cls", "none")
 
-
-def init_weights(module: nn.Module) -> None:
-    """SatMAE initialisation: xavier-uniform linears and patch convs, zero biases, unit norms."""
-    for sub in module.modules():
-        if isinstance(sub, nn.Linear):
-            nn.init.xavier_uniform_(sub.weight)
-            if sub.bias is not None:
-                nn.init.zeros_(sub.bias)
-        elif isinstance(sub, nn.Conv2d):
-            nn.init.xavier_uniform_(sub.weight.view(sub.weight.shape[0], -1))
-            if sub.bias is not None:
-                nn.init.zeros_(sub.bias)
-        elif isinstance(sub, nn.LayerNorm):
-            nn.init.ones_(sub.weight)
-            nn.init.zeros_(sub.bias)
-
-
-def frame_attention_mask(
-    frame_mask: Tensor | None, token_index: Tensor, tokens_per_frame: int
-) -> Tensor | None:
-    """Attention mask that hides tokens of padded frames (cls always attends).
-
-    Args:
-        frame_mask: ``(B, T)`` bool, True = real frame, or ``None`` when no frame is padded.
-        token_index: ``(B, N)`` int64 positions of the attending tokens in the flattened
-            ``T·G·L`` token grid (time-major, so the frame is ``index // tokens_per_frame``).
-        tokens_per_frame: ``G·L``, the tokens of one frame.
-
-    Returns:
-        bool ``(B, 1, 1, 1+N)`` or ``None``.
-    """
-    if frame_mask is None:
-        return None
-    frames = torch.div(token_index, tokens_per_frame, rounding_mode="floor")
-    keep = torch.gather(frame_mask, 1, frames)  # (B, N)
-    keep = torch.cat([torch.ones_like(keep[:, :1]), keep], dim=1)  # (B, 1+N)
-    return keep[:, None, None, :]
+ModelInput = Tensor | Mapping[str, Any]
+"""A normalised ``(B, T, C, H, W)`` tensor, or a sample/batch dict of raw reflectance."""
 
 
 @dataclass
@@ -114,10 +92,11 @@ class SatMAEEncoder(nn.Module):
     """The SatMAE encoder for feature extraction and fine-tuning.
 
     Args:
-        config: the architecture; decoder fields are ignored.
+        config: the encoder architecture (an :class:`MAEConfig` works too; its decoder fields
+            are not used).
     """
 
-    def __init__(self, config: MAEConfig) -> None:
+    def __init__(self, config: EncoderConfig) -> None:
         super().__init__()
         self.config = config
         dim = config.embed_dim
@@ -131,7 +110,7 @@ class SatMAEEncoder(nn.Module):
         self.head: nn.Linear | None = (
             nn.Linear(dim, config.num_classes) if config.num_classes else None
         )
-        self.normalization: dict[str, Any] | None = None
+        self.normalization: Normalization | None = None
         self.provenance: dict[str, Any] = {}
         init_weights(self)
         nn.init.normal_(self.cls_token, std=0.02)
@@ -140,6 +119,83 @@ class SatMAEEncoder(nn.Module):
     def bands(self) -> tuple[str, ...]:
         """The bands the encoder reads, in model channel order."""
         return self.config.bands
+
+    # The seam to the data -------------------------------------------------------------------
+
+    def set_normalization(self, stats: StatsLike | None, mode: NormMode = "zscore") -> None:
+        """Attach the statistics that :meth:`prepare` applies to raw reflectance.
+
+        Args:
+            stats: a :class:`Normalization`, a :class:`BandStats`, a built-in name
+                (``"s2_l2a"``, ``"s2_l1c"``, ``"satmae_official"``, ``"fmow_rgb"``), a stats file
+                or bundle config, or ``None`` to detach them.
+            mode: ``"zscore"`` or ``"satmae"`` when ``stats`` is not a :class:`Normalization`.
+
+        Raises:
+            ValueError: if the statistics lack any of the model's bands.
+        """
+        if stats is None:
+            self.normalization = None
+            return
+        normalization = Normalization.of(stats, mode)
+        self.normalization = Normalization(
+            normalization.stats.subset(self.bands), normalization.mode
+        )
+
+    def prepare(self, batch: Mapping[str, Any]) -> ModelInputs:
+        """Raw reflectance as read (a sample or a collated batch) -> model inputs.
+
+        Bands are matched by name and reordered into the model's order (others are dropped),
+        normalised with the model's own statistics; times, validity and the frame mask are
+        checked and passed through.
+
+        Raises:
+            ValueError: see :func:`~satmae.models.inputs.prepare_inputs`.
+        """
+        return prepare_inputs(self.config, self.normalization, batch).to(self.cls_token.device)
+
+    @property
+    def spec(self) -> ModelSpec:
+        """What this encoder expects of its input (see :mod:`satmae.spec`)."""
+        return ModelSpec.from_config(
+            self.config.to_dict(), self.normalization, self.provenance, contents="encoder"
+        )
+
+    # Named steps ----------------------------------------------------------------------------
+
+    def tokenize(
+        self,
+        x: Tensor,
+        times: Tensor | None = None,
+        bands: Sequence[str] | None = None,
+        frame_mask: Tensor | None = None,
+    ) -> Tokenized:
+        """Validate the input and embed it: tokens ``(B, T, G', L, D)`` (see :class:`Tokenizer`)."""
+        return self.tokenizer(x, times, bands, frame_mask)  # type: ignore[no-any-return]
+
+    def select_visible(
+        self, tokenized: Tokenized, visible: Tensor | None = None
+    ) -> tuple[Tensor, Tensor | None]:
+        """The tokens the transformer sees and their attention mask.
+
+        Args:
+            tokenized: output of :meth:`tokenize`.
+            visible: ``(B, N_keep)`` ascending indices into the flattened ``T·G'·L`` tokens;
+                ``None`` keeps every token.
+
+        Returns:
+            ``(B, N_keep, D)`` tokens and the ``(B, 1, 1, 1+N_keep)`` padded-frame attention
+            mask (``None`` when no frame is padded).
+        """
+        tokens = tokenized.tokens.flatten(1, 3)  # (B, N, D)
+        batch, count, dim = tokens.shape
+        if visible is None:
+            index = torch.arange(count, device=tokens.device).expand(batch, -1)
+        else:
+            index = visible
+            tokens = torch.gather(tokens, 1, visible.unsqueeze(-1).expand(-1, -1, dim))
+        mask = frame_attention_mask(tokenized.frame_mask, index, tokenized.tokens_per_frame)
+        return tokens, mask
 
     def run_blocks(
         self, tokens: Tensor, attn_mask: Tensor | None = None, keep: Sequence[int] = ()
@@ -164,9 +220,11 @@ class SatMAEEncoder(nn.Module):
                 kept[index] = x[:, 1:]
         return self.norm(x), kept
 
+    # Forward ------------------------------------------------------------------------------
+
     def forward(
         self,
-        x: Tensor,
+        x: ModelInput,
         times: Tensor | None = None,
         bands: Sequence[str] | None = None,
         frame_mask: Tensor | None = None,
@@ -175,25 +233,31 @@ class SatMAEEncoder(nn.Module):
         """Encode every token of a multispectral time series.
 
         Args:
-            x: ``(B, T, C, H, W)``.
+            x: ``(B, T, C, H, W)`` normalised inputs, or a sample/batch dict of raw reflectance
+                (then :meth:`prepare` supplies the other arguments).
             times: ``(B, T)`` int64 seconds since 1970-01-01 UTC; required if temporal.
-            bands: names of x's C channels; default the model's bands in order.
+            bands: names of x's C channels; default ``config.input_order``.
             frame_mask: ``(B, T)`` bool, False for padded frames (ignored by attention).
             blocks: indices of blocks whose outputs to return in ``intermediates``.
 
         Returns:
             the named features.
         """
-        selection = self.select(x, bands)
-        tokens = self.tokenizer(x, times, selection)  # (B, T, G, L, D)
-        batch, frames, groups, patches, dim = tokens.shape
-        frame_mask = check_frame_mask(frame_mask, batch, frames)
-        all_tokens = torch.arange(frames * groups * patches, device=x.device).expand(batch, -1)
-        attn_mask = frame_attention_mask(frame_mask, all_tokens, groups * patches)
-        out, kept = self.run_blocks(tokens.flatten(1, 3), attn_mask, blocks)
-        grid = self.tokenizer.check_input(x)
-        shape = (batch, frames, groups, *grid, dim)
+        if isinstance(x, Mapping):
+            inputs = self.prepare(x)
+            x, times, bands, frame_mask = (
+                inputs.image,
+                inputs.times,
+                inputs.bands,
+                inputs.frame_mask,
+            )
+        tokenized = self.tokenize(x, times, bands, frame_mask)
+        tokens, attn_mask = self.select_visible(tokenized)
+        out, kept = self.run_blocks(tokens, attn_mask, blocks)
+        batch, frames, groups, patches, dim = tokenized.tokens.shape
+        shape = (batch, frames, groups, *tokenized.patch_grid, dim)
         patch_tokens = out[:, 1:].reshape(shape)
+        frame_mask = tokenized.frame_mask
         if frame_mask is None:
             pooled = patch_tokens.mean(dim=(1, 2, 3, 4))
         else:
@@ -207,23 +271,15 @@ class SatMAEEncoder(nn.Module):
             tokens=patch_tokens,
             pooled=pooled,
             intermediates={index: value.reshape(shape) for index, value in kept.items()},
-            groups=selection.groups,
+            groups=tokenized.selection.groups,
             frame_mask=frame_mask,
             logits=None if self.head is None else self.head(pooled),
         )
 
-    def select(self, x: Tensor, bands: Sequence[str] | None) -> BandSelection:
-        """Match x's channels to the model's band groups (see :func:`select_bands`)."""
-        if x.ndim != 5:
-            raise ValueError(
-                f"expected x of shape (B, T, C, H, W), got {x.ndim} dimensions {tuple(x.shape)}"
-            )
-        return select_bands(self.config, None if bands is None else tuple(bands), x.shape[2])
-
     @torch.no_grad()
     def embed(
         self,
-        x: Tensor,
+        x: ModelInput,
         times: Tensor | None = None,
         bands: Sequence[str] | None = None,
         pool: PoolMode = "mean",
@@ -232,36 +288,29 @@ class SatMAEEncoder(nn.Module):
         """Embeddings for inference (no gradients).
 
         Args:
-            x: ``(B, T, C, H, W)``, or ``(B, C, H, W)`` for single images.
-            times: ``(B, T)`` (or ``(B,)`` for single images) seconds since epoch.
-            bands: names of x's channels; default the model's bands.
+            x: a sample or batch dict of raw reflectance as read (normalised by the model), or
+                a normalised tensor ``(B, T, C, H, W)`` / ``(B, C, H, W)`` for single images.
+            times: ``(B, T)`` (or ``(B,)`` for single images) seconds since epoch; tensors only.
+            bands: names of x's channels (tensors only); default ``config.input_order``.
             pool: ``"mean"`` -> ``(B, D)`` pooled tokens, ``"cls"`` -> ``(B, D)`` cls token,
                 ``"none"`` -> ``(B, T, G, h, w, D)`` tokens.
-            frame_mask: ``(B, T)`` bool real frames.
+            frame_mask: ``(B, T)`` bool real frames (tensors only).
 
         Returns:
             the embedding tensor.
         """
-        x = torch.as_tensor(x)
-        if x.ndim == 4:
-            x = x.unsqueeze(1)
-            times = None if times is None else torch.as_tensor(times).reshape(-1, 1)
-        features = self.forward(x.float(), times, bands, frame_mask)
+        if pool not in POOL_MODES:
+            raise ValueError(f"pool must be one of {POOL_MODES}, got {pool!r}")
+        if isinstance(x, Mapping):
+            features = self.forward(x)
+        else:
+            x = torch.as_tensor(x)
+            if x.ndim == 4:
+                x = x.unsqueeze(1)
+                times = None if times is None else torch.as_tensor(times).reshape(-1, 1)
+            features = self.forward(x.float(), times, bands, frame_mask)
         if pool == "mean":
             return features.pooled
         if pool == "cls":
             return features.cls
-        if pool == "none":
-            return features.tokens
-        raise ValueError(f"pool must be 'mean', 'cls' or 'none', got {pool!r}")
-
-
-def check_frame_mask(frame_mask: Tensor | None, batch: int, frames: int) -> Tensor | None:
-    """Validate a ``(B, T)`` bool frame mask (True = real frame)."""
-    if frame_mask is None:
-        return None
-    if tuple(frame_mask.shape) != (batch, frames):
-        raise ValueError(
-            f"expected frame_mask of shape ({batch}, {frames}), got {tuple(frame_mask.shape)}"
-        )
-    return frame_mask.bool()
+        return features.tokens

@@ -11,7 +11,9 @@ from __future__ import annotations
 from functools import lru_cache
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
+
+from satmae.models.config import EncoderConfig
 
 SECONDS_PER_DAY = 86_400
 
@@ -136,3 +138,104 @@ def time_encoding_from_values(values: Tensor, dim: int) -> Tensor:
 def time_encoding(seconds: Tensor, time_fields: tuple[str, ...], dim: int) -> Tensor:
     """Time code of each frame: int64 ``(B, T)`` seconds -> float32 ``(B, T, dim)``."""
     return time_encoding_from_values(time_field_values(seconds, time_fields), dim)
+
+
+class Encodings(nn.Module):
+    """Token encodings ``[spatial | group | time]``: fixed sin-cos, or learned tables.
+
+    Args:
+        config: the grid (``img_size``, ``patch_size``), groups and time fields.
+        widths: (spatial, group, time) widths, from ``config.widths()`` (encoder) or
+            ``config.widths(decoder=True)``.
+        learned: store trainable spatial and group tables for ``config.img_size`` (official
+            fine-tuned checkpoints).
+    """
+
+    def __init__(
+        self, config: EncoderConfig, widths: tuple[int, int, int], learned: bool = False
+    ) -> None:
+        super().__init__()
+        self.spatial_dim, self.group_dim, self.time_dim = widths
+        self.num_groups = config.num_groups
+        self.time_fields = config.time_fields
+        self.grid = config.patch_grid()
+        self.spatial_table: nn.Parameter | None = None
+        self.group_table: nn.Parameter | None = None
+        if learned:
+            cpu = torch.device("cpu")
+            self.spatial_table = nn.Parameter(
+                spatial_encoding(self.spatial_dim, *self.grid, cpu).clone()
+            )
+            self.group_table = nn.Parameter(
+                index_encoding(self.group_dim, self.num_groups, cpu).clone()
+            )
+
+    def spatial(self, grid: tuple[int, int], device: torch.device) -> Tensor:
+        """Spatial code of a patch grid: ``(L, D_spatial)``."""
+        if self.spatial_table is None:
+            return spatial_encoding(self.spatial_dim, grid[0], grid[1], device)
+        if grid != self.grid:
+            raise ValueError(
+                f"this model stores a learned spatial table for a {self.grid} patch grid, got "
+                f"{grid}; resize the input to {self.grid[0]}x{self.grid[1]} patches"
+            )
+        return self.spatial_table
+
+    def group(self, groups: tuple[int, ...], device: torch.device) -> Tensor:
+        """Group code of the present groups: ``(G', D_group)``."""
+        table = (
+            index_encoding(self.group_dim, self.num_groups + 1, device)
+            if self.group_table is None
+            else self.group_table
+        )
+        return table[list(groups)]
+
+    def time(self, times: Tensor | None, batch: int, frames: int, device: torch.device) -> Tensor:
+        """Time code of each frame: ``(B, T, D_time)`` (width 0 for a non-temporal model)."""
+        if not self.time_dim:
+            return torch.zeros(1, frames, 0, device=device)
+        if times is None:
+            raise ValueError(
+                f"this model encodes acquisition time {self.time_fields}; pass times of shape "
+                f"({batch}, {frames}) as int64 seconds since 1970-01-01 UTC"
+            )
+        if tuple(times.shape) != (batch, frames):
+            raise ValueError(
+                f"expected times of shape ({batch}, {frames}), got {tuple(times.shape)}"
+            )
+        return time_encoding(times.to(device), self.time_fields, self.time_dim)
+
+    def forward(
+        self,
+        grid: tuple[int, int],
+        groups: tuple[int, ...],
+        times: Tensor | None,
+        batch: int,
+        frames: int,
+        device: torch.device,
+    ) -> Tensor:
+        """All token codes: ``(B or 1, T, G', L, D)`` as ``[spatial | group | time]``."""
+        spatial = self.spatial(grid, device)  # (L, Ds)
+        group = self.group(groups, device)  # (G', Dg)
+        time = self.time(times, batch, frames, device)  # (B|1, T, Dt)
+        rows = time.shape[0]
+        shape = (rows, frames, len(groups), spatial.shape[0])
+        return torch.cat(
+            [
+                spatial.expand(*shape, -1),
+                group[None, None, :, None].expand(*shape, -1),
+                time[:, :, None, None].expand(*shape, -1),
+            ],
+            dim=-1,
+        )
+
+    def cls(self, device: torch.device) -> Tensor:
+        """Decoder cls code: zeros except the group code of index G (SatMAE): ``(D,)``."""
+        group = index_encoding(self.group_dim, self.num_groups + 1, device)[self.num_groups]
+        return torch.cat(
+            [
+                torch.zeros(self.spatial_dim, device=device),
+                group,
+                torch.zeros(self.time_dim, device=device),
+            ]
+        )

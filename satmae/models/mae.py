@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,9 +11,12 @@ from torch import Tensor, nn
 
 from satmae.models.config import MAEConfig
 from satmae.models.decoder import TokenGrid, build_decoder
-from satmae.models.encoder import SatMAEEncoder, check_frame_mask, frame_attention_mask
+from satmae.models.encoder import ModelInput, SatMAEEncoder
+from satmae.models.inputs import ModelInputs
 from satmae.models.masking import Masking, RandomMasking
-from satmae.models.tokenizer import BandSelection, patchify, unpatchify
+from satmae.models.tokenizer import BandSelection, patchify, select_bands, unpatchify
+from satmae.normalization import Normalization, NormMode, StatsLike
+from satmae.spec import ModelSpec
 
 NORM_PIX_EPS = 1e-6
 
@@ -69,12 +72,39 @@ class MaskedAutoencoder(nn.Module):
         self.encoder = SatMAEEncoder(config)
         self.masking = RandomMasking(config.mask_ratio, config.mask_time, config.mask_groups)
         self.decoder = build_decoder(config)
-        self.normalization: dict[str, Any] | None = None
-        self.provenance: dict[str, Any] = {}
+
+    # The seam to the data (owned by the encoder) ------------------------------------------
+
+    @property
+    def normalization(self) -> Normalization | None:
+        """The statistics and mode :meth:`prepare` applies (the encoder's)."""
+        return self.encoder.normalization
+
+    @property
+    def provenance(self) -> dict[str, Any]:
+        """Free-form facts about where the weights come from (the encoder's)."""
+        return self.encoder.provenance
+
+    def set_normalization(self, stats: StatsLike | None, mode: NormMode = "zscore") -> None:
+        """Attach normalisation statistics (see :meth:`SatMAEEncoder.set_normalization`)."""
+        self.encoder.set_normalization(stats, mode)
+
+    def prepare(self, batch: Mapping[str, Any]) -> ModelInputs:
+        """Raw reflectance as read -> model inputs (see :meth:`SatMAEEncoder.prepare`)."""
+        return self.encoder.prepare(batch)
+
+    @property
+    def spec(self) -> ModelSpec:
+        """What this model expects of its input (see :mod:`satmae.spec`)."""
+        return ModelSpec.from_config(
+            self.config.to_dict(), self.normalization, self.provenance, contents="mae"
+        )
+
+    # Forward ------------------------------------------------------------------------------
 
     def forward(
         self,
-        x: Tensor,
+        x: ModelInput,
         times: Tensor | None = None,
         bands: Sequence[str] | None = None,
         valid: Tensor | None = None,
@@ -88,10 +118,12 @@ class MaskedAutoencoder(nn.Module):
         """Mask, encode the visible tokens, decode and compute the loss.
 
         Args:
-            x: ``(B, T, C, H, W)`` normalised images.
+            x: ``(B, T, C, H, W)`` normalised images, or a sample/batch dict of raw reflectance
+                as read (then :meth:`prepare` supplies ``times``, ``bands``, ``valid`` and
+                ``frame_mask``).
             times: ``(B, T)`` int64 seconds since 1970-01-01 UTC (temporal models only).
-            bands: names of x's C channels (default: the model's bands in order). Channels of
-                bands the model does not use are ignored; whole groups may be missing.
+            bands: names of x's C channels (default ``config.input_order``). Channels of bands
+                the model does not use are ignored; whole groups may be missing.
             valid: ``(B, T, H, W)`` bool valid pixels; invalid pixels weigh 0 in the loss.
             frame_mask: ``(B, T)`` bool, False for padded frames (no attention, no loss).
             mask: optional ``(B, T, G', L)`` bool hidden mask to use instead of a random one.
@@ -103,37 +135,37 @@ class MaskedAutoencoder(nn.Module):
         Returns:
             the named outputs; ``loss`` is what to backpropagate.
         """
+        if isinstance(x, Mapping):
+            inputs = self.prepare(x)
+            x, times, bands = inputs.image, inputs.times, inputs.bands
+            valid, frame_mask = inputs.valid, inputs.frame_mask
         encoder = self.encoder
-        selection = encoder.select(x, bands)
-        patch_grid = encoder.tokenizer.check_input(x)
-        tokens = encoder.tokenizer(x, times, selection)  # (B, T, G', L, D)
-        batch, frames, groups, patches, dim = tokens.shape
-        frame_mask = check_frame_mask(frame_mask, batch, frames)
-        usable = self._usable_tokens(valid, frame_mask, tokens.shape[:4], x.device)
+        tokenized = encoder.tokenize(x, times, bands, frame_mask)
+        batch, frames, groups, patches, _ = tokenized.tokens.shape
+        token_shape = (batch, frames, groups, patches)
+        usable = self._usable_tokens(valid, tokenized.frame_mask, token_shape, x.device)
         if mask is not None:
-            if tuple(mask.shape) != tuple(tokens.shape[:4]):
-                raise ValueError(
-                    f"expected mask of shape {tuple(tokens.shape[:4])}, got {tuple(mask.shape)}"
-                )
+            if tuple(mask.shape) != token_shape:
+                raise ValueError(f"expected mask of shape {token_shape}, got {tuple(mask.shape)}")
             masking = Masking.from_mask(mask.to(x.device))
         else:
             masking = self.masking(
-                (batch, frames, groups, patches),
+                token_shape,
                 x.device,
                 invalid=None if usable is None else ~usable,
                 generator=generator,
                 mask_ratio=mask_ratio,
                 noise=noise,
             )
-        index = masking.visible.unsqueeze(-1).expand(-1, -1, dim)
-        visible = torch.gather(tokens.flatten(1, 3), 1, index)  # (B, N_keep, D)
-        attn_mask = frame_attention_mask(frame_mask, masking.visible, groups * patches)
+        visible, attn_mask = encoder.select_visible(tokenized, masking.visible)
         latent, _ = encoder.run_blocks(visible, attn_mask)  # (B, 1+N_keep, D)
 
-        grid = TokenGrid(frames, selection.groups, patch_grid, times, frame_mask)
+        grid = TokenGrid(
+            frames, tokenized.selection.groups, tokenized.patch_grid, times, tokenized.frame_mask
+        )
         pred, predicted = self.decoder(latent, masking, grid, generator)
         source = x if target is None else target
-        target_patches, _ = self.targets(source, selection)
+        target_patches, _ = self.targets(source, tokenized.selection)
         return self._loss(
             pred,
             target_patches,
@@ -141,9 +173,9 @@ class MaskedAutoencoder(nn.Module):
             predicted,
             usable,
             valid,
-            selection,
+            tokenized.selection,
             latent,
-            patch_grid,
+            tokenized.patch_grid,
         )
 
     # Loss ---------------------------------------------------------------------------------
@@ -163,7 +195,7 @@ class MaskedAutoencoder(nn.Module):
         if self.config.norm_pix_scope == "location":
             spans = [(0, patches.shape[2])]
         else:
-            sizes = [len(self.config.band_groups[group]) for group in selection.groups]
+            sizes = selection.sizes
             starts = [sum(sizes[:i]) for i in range(len(sizes))]
             spans = [(start, start + size) for start, size in zip(starts, sizes, strict=True)]
         normed, means, stds = [], [], []
@@ -216,7 +248,7 @@ class MaskedAutoencoder(nn.Module):
         else:
             pixel_weight = patchify(valid[:, :, None].float(), self.config.patch_size)
             band_errors = (squared * pixel_weight).sum(-1) / pixel_weight.sum(-1).clamp_min(1.0)
-        sizes = [len(self.config.band_groups[group]) for group in selection.groups]
+        sizes = selection.sizes
         group_of_band = torch.repeat_interleave(
             torch.arange(len(sizes), device=pred.device), torch.tensor(sizes, device=pred.device)
         )
@@ -266,7 +298,7 @@ class MaskedAutoencoder(nn.Module):
         decoder) and, with ``keep_visible``, all visible tokens show the input pixels.
 
         Args:
-            x: ``(B, T, C, H, W)``.
+            x: ``(B, T, C, H, W)`` normalised images.
             times: ``(B, T)`` seconds since epoch.
             bands: names of x's channels.
             keep_visible: paste the input at visible tokens.
@@ -278,14 +310,13 @@ class MaskedAutoencoder(nn.Module):
             out = self.forward(x, times, bands, **kwargs)
         finally:
             self.train(was_training)
-        selection = self.encoder.select(x, bands)
+        selection = select_bands(self.config, bands, x.shape[2])
         _, stats = self.targets(x, selection)
         pred = out.pred if stats is None else out.pred * stats[1] + stats[0]
         raw = patchify(x[:, :, selection.flat_channels], self.config.patch_size)
-        sizes = [len(self.config.band_groups[group]) for group in selection.groups]
         paste = ~out.predicted | (~out.mask if keep_visible else torch.zeros_like(out.mask))
         paste_bands = torch.repeat_interleave(
-            paste, torch.tensor(sizes, device=x.device), dim=2
+            paste, torch.tensor(selection.sizes, device=x.device), dim=2
         )  # (B, T, C', L)
         pred = torch.where(paste_bands[..., None], raw, pred)
         return unpatchify(pred, out.patch_grid)

@@ -19,15 +19,35 @@ import torch
 from torch import Tensor
 
 from satmae.bands import L1C_BANDS, SATMAE_BANDS, SATMAE_GROUPS
-from satmae.models.config import SATMAE_TIME_FIELDS, MAEConfig
+from satmae.models.config import SATMAE_TIME_FIELDS, EncoderConfig, MAEConfig
 from satmae.models.encodings import index_encoding, spatial_encoding
+from satmae.normalization import Normalization, load_stats
+from satmae.spec import ModelSpec
 
 OfficialKind = Literal["group_channel", "temporal", "vanilla"]
 Stage = Literal["pretrain", "finetune"]
 
 RGB_BANDS_ORDER: tuple[str, ...] = ("B04", "B03", "B02")
 TABLE_TOLERANCE = 1e-5  # SatMAE++ builds tables in float32: up to 7.2e-7 from ours
-_HEADS_BY_WIDTH = {384: 6, 768: 12, 1024: 16, 1280: 16}
+OFFICIAL_FACTORIES: dict[str, tuple[int, int, int]] = {
+    "mae_vit_base_patch16": (768, 12, 12),
+    "mae_vit_base_patch16_dec512d8b": (768, 12, 12),
+    "mae_vit_large_patch16": (1024, 24, 16),
+    "mae_vit_large_patch16_dec512d8b": (1024, 24, 16),
+    "mae_vit_large_patch16_samemask": (1024, 24, 16),
+    "mae_vit_huge_patch14": (1280, 32, 16),
+    "mae_vit_huge_patch14_dec512d8b": (1280, 32, 16),
+    "vit_base_patch16": (768, 12, 12),
+    "vit_large_patch16": (1024, 24, 16),
+    "vit_huge_patch14": (1280, 32, 16),
+}
+"""Official factories (``args.model``) -> (width, depth, heads); reference §3.1, §3.3, §4.1."""
+
+OFFICIAL_VARIANTS: dict[tuple[int, int], int] = {(768, 12): 12, (1024, 24): 16, (1280, 32): 16}
+"""(width, depth) of the published ViT-B/L/H -> heads, for checkpoints saved without args."""
+
+OFFICIAL_DECODER_HEADS = 16
+"""Every official MAE factory uses a 16-head decoder."""
 _SATMAE_PP_PREFIXES = ("proj_up_conv.", "proj_up_norm.", "up_block")
 
 
@@ -48,12 +68,6 @@ class ConversionReport:
     missing: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-
-
-def read_checkpoint(path: str | Path) -> Any:
-    """``torch.load`` with ``weights_only=True``, allowing ``argparse.Namespace`` (in args)."""
-    with torch.serialization.safe_globals([argparse.Namespace]):
-        return torch.load(Path(path), map_location="cpu", weights_only=True)
 
 
 def official_state(
@@ -80,11 +94,6 @@ def official_state(
             f"'cls_token' and 'patch_embed.*' keys, got {keys}"
         )
     return dict(state), args
-
-
-def load_official_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
-    """Read an official ``.pth`` safely: its state dict and training arguments."""
-    return official_state(read_checkpoint(path), path)
 
 
 def is_official_state_dict(state: Mapping[str, Any]) -> bool:
@@ -115,10 +124,51 @@ def _count(state: Mapping[str, Tensor], prefix: str) -> int:
     return len({match.group(1) for key in state if (match := pattern.match(key))})
 
 
+def official_heads(width: int, depth: int, args: Mapping[str, Any]) -> int:
+    """Encoder head counts of an official checkpoint, never guessed.
+
+    The head count does not change any weight shape, so it must come from the checkpoint's
+    ``args``: an explicit ``num_heads``, else the model factory named in ``args.model``, else
+    the published variant with this width and depth (:data:`OFFICIAL_VARIANTS`).
+
+    Raises:
+        ValueError: if ``args.model`` contradicts the weights, or nothing identifies the count.
+    """
+    if args.get("num_heads"):
+        return int(args["num_heads"])
+    model = str(args.get("model") or "")
+    if model in OFFICIAL_FACTORIES:
+        factory_width, factory_depth, heads = OFFICIAL_FACTORIES[model]
+        if (factory_width, factory_depth) != (width, depth):
+            raise ValueError(
+                f"the checkpoint's args name the official factory {model!r} (width "
+                f"{factory_width}, depth {factory_depth}) but its weights have width {width} and "
+                f"depth {depth}; fix args.model or give args.num_heads"
+            )
+        return heads
+    if (width, depth) in OFFICIAL_VARIANTS:
+        return OFFICIAL_VARIANTS[(width, depth)]
+    known = ", ".join(f"{w}x{d}" for w, d in OFFICIAL_VARIANTS)
+    raise ValueError(
+        f"an official checkpoint of width {width} and depth {depth} fits no published SatMAE "
+        f"variant (width x depth: {known}) and its args name no known factory "
+        f"({model or 'none'}); the head count cannot be read from the weights, so give it as "
+        "args.num_heads (torch.save({'model': state, 'args': {'num_heads': N}}, path))"
+    )
+
+
 def official_config(
     state: Mapping[str, Tensor], args: Mapping[str, Any] | None = None
-) -> MAEConfig:
-    """Our configuration for an official state dict (and its training ``args``)."""
+) -> EncoderConfig:
+    """Our configuration for an official state dict (and its training ``args``).
+
+    Returns:
+        an :class:`MAEConfig` for a pretraining checkpoint, an :class:`EncoderConfig` for a
+        fine-tuned one (it has no decoder).
+
+    Raises:
+        ValueError: for a layout or size that fits no official variant.
+    """
     args = dict(args or {})
     kind, stage = detect(state)
     dim = state["cls_token"].shape[-1]
@@ -141,10 +191,13 @@ def official_config(
         heads = tuple(tuple(kept[o : o + n]) for o, n in zip(offsets, sizes, strict=True))
         fields: dict[str, Any] = {
             "band_groups": groups,
-            "head_bands": heads if heads != groups else None,
+            "input_bands": tuple(kept),
             "group_dim": state["channel_embed"].shape[-1],
             "time_fields": (),
             "max_frames": 1,
+        }
+        pretrain_fields: dict[str, Any] = {
+            "head_bands": heads if heads != groups else None,
             "mask_groups": "consistent" if args.get("spatial_mask") else "independent",
             "norm_pix_scope": "location",
         }
@@ -162,44 +215,88 @@ def official_config(
                 "expected 3 or 10"
             )
         fields = {"band_groups": groups, "group_dim": 0}
+        pretrain_fields = {}
         if kind == "temporal":
             samemask = "samemask" in str(args.get("model", ""))
             fields |= {
                 "time_fields": SATMAE_TIME_FIELDS,
                 "time_dim": dim - state["pos_embed"].shape[-1],
                 "max_frames": 3,
-                "mask_time": "consistent" if samemask else "independent",
             }
+            pretrain_fields["mask_time"] = "consistent" if samemask else "independent"
         else:
             fields |= {"time_fields": (), "max_frames": 1}
+    depth = _count(state, "blocks")
     fields |= {
         "img_size": (grid * patch, grid * patch),
         "patch_size": patch,
         "embed_dim": dim,
-        "depth": _count(state, "blocks"),
-        "num_heads": _HEADS_BY_WIDTH.get(dim, max(dim // 64, 1)),
+        "depth": depth,
+        "num_heads": official_heads(dim, depth, args),
+    }
+    if stage == "finetune":
+        return EncoderConfig(
+            **fields,
+            global_pool_norm="fc_norm.weight" in state,
+            num_classes=state["head.weight"].shape[0] if "head.weight" in state else 0,
+        )
+    decoder_dim = state["decoder_embed.weight"].shape[0]
+    pretrain_fields |= {
         "mask_ratio": float(args.get("mask_ratio", 0.75)),
         "norm_pix_loss": bool(args.get("norm_pix_loss", False)),
+        "decoder_dim": decoder_dim,
+        "decoder_depth": _count(state, "decoder_blocks"),
+        "decoder_num_heads": int(args.get("decoder_num_heads") or OFFICIAL_DECODER_HEADS),
     }
-    if stage == "pretrain":
-        decoder_dim = state["decoder_embed.weight"].shape[0]
-        fields |= {
-            "decoder_dim": decoder_dim,
-            "decoder_depth": _count(state, "decoder_blocks"),
-            "decoder_num_heads": 16,
-        }
-        if kind == "group_channel":
-            fields["decoder_group_dim"] = state["decoder_channel_embed"].shape[-1]
-        if kind == "temporal":
-            fields["decoder_time_dim"] = decoder_dim - state["decoder_pos_embed"].shape[-1]
-    else:
-        fields |= {
-            "global_pool_norm": "fc_norm.weight" in state,
-            "num_classes": state["head.weight"].shape[0] if "head.weight" in state else 0,
-        }
-        if kind == "temporal":
-            fields["decoder_time_dim"] = 48  # unused by an encoder; any valid split of 3 fields
-    return MAEConfig(**fields)
+    if kind == "group_channel":
+        pretrain_fields["decoder_group_dim"] = state["decoder_channel_embed"].shape[-1]
+    if kind == "temporal":
+        pretrain_fields["decoder_time_dim"] = decoder_dim - state["decoder_pos_embed"].shape[-1]
+    return MAEConfig(**fields, **pretrain_fields)
+
+
+def official_normalization(config: EncoderConfig) -> Normalization:
+    """The statistics and mode the official code trained this model with (reference §7.2).
+
+    Sentinel-2 models (group-channel and 10-band) use the fMoW-Sentinel statistics with the
+    ``clip(0.5 + z/4)`` mapping on L1C reflectance ×10000; RGB models use the fMoW-RGB
+    statistics, stored ×255 so that 8-bit pixel values are standardised as ``ToTensor`` +
+    ``Normalize`` did.
+    """
+    if set(config.bands) <= set(RGB_BANDS_ORDER):
+        return Normalization(load_stats("fmow_rgb"), "zscore").for_bands(config.bands)
+    return Normalization(load_stats("satmae_official"), "satmae").for_bands(config.bands)
+
+
+def convert_official(
+    checkpoint: Any, source: str | Path = "checkpoint"
+) -> tuple[dict[str, Tensor], ModelSpec, list[str]]:
+    """Our state dict, spec (official statistics included) and unused keys of a loaded ``.pth``.
+
+    Raises:
+        ValueError: if it is not an official checkpoint or fits no official variant.
+    """
+    state, args = official_state(checkpoint, source)
+    config, converted, report = from_official(state, args)
+    provenance = {
+        "source": str(source),
+        "official": report.kind,
+        "stage": report.stage,
+        "notes": report.notes,
+    }
+    spec = ModelSpec.from_config(
+        config.to_dict(),
+        official_normalization(config),
+        provenance,
+        contents="mae" if report.stage == "pretrain" else "encoder",
+        source=str(source),
+    )
+    return converted, spec, report.unexpected
+
+
+def official_spec(checkpoint: Any, source: str | Path = "checkpoint") -> ModelSpec:
+    """The spec of a loaded official checkpoint (see :func:`convert_official`)."""
+    return convert_official(checkpoint, source)[1]
 
 
 def _pred_rows_to_ours(weight: Tensor, channels: int) -> Tensor:
@@ -222,7 +319,7 @@ def _matches(table: Tensor, reference: Tensor) -> bool:
 
 def from_official(
     state: Mapping[str, Tensor], args: Mapping[str, Any] | None = None
-) -> tuple[MAEConfig, dict[str, Tensor], ConversionReport]:
+) -> tuple[EncoderConfig, dict[str, Tensor], ConversionReport]:
     """Convert an official state dict to our configuration and key names.
 
     Frozen sin-cos tables are dropped when they equal ours (they are recomputed); tables that
@@ -230,8 +327,9 @@ def from_official(
     fine-tuned models (``pos_embed[0]``, ``channel_cls_embed``) are folded into ``cls_token``.
 
     Returns:
-        our config, our state dict (``encoder.*`` and, for pretraining, ``decoder.*``) and a
-        report naming every unused key.
+        our config (an :class:`MAEConfig` for pretraining, an :class:`EncoderConfig` for a
+        fine-tuned ViT), our state dict (``encoder.*`` and, for pretraining, ``decoder.*``) and
+        a report naming every unused key.
     """
     kind, stage = detect(state)
     config = official_config(state, args)
@@ -251,7 +349,7 @@ def from_official(
 
     cpu = torch.device("cpu")
     spatial_dim, group_dim, _ = config.widths()
-    grid = (config.img_size[0] // config.patch_size, config.img_size[1] // config.patch_size)
+    grid = config.patch_grid()
     pos = take("pos_embed")[0]  # (L+1, Ds)
     cls = take("cls_token")
     learned = False
@@ -293,7 +391,7 @@ def from_official(
     for key in state:
         if key.startswith("blocks.") or key.startswith(("norm.", "fc_norm.", "head.")):
             out[f"encoder.{key}"] = take(key)
-    if stage == "pretrain":
+    if isinstance(config, MAEConfig):
         out["decoder.mask_token"] = take("mask_token")
         for key in state:
             if key.startswith("decoder_blocks."):
@@ -330,7 +428,7 @@ def from_official(
 
 
 def to_official(
-    config: MAEConfig, state: Mapping[str, Tensor], stage: Stage | None = None
+    config: EncoderConfig, state: Mapping[str, Tensor], stage: Stage | None = None
 ) -> dict[str, Tensor]:
     """Convert our state dict (``encoder.*`` and ``decoder.*`` keys) to the official layout.
 
@@ -353,8 +451,10 @@ def to_official(
     )
     if stage is None:
         stage = "pretrain" if any(key.startswith("decoder.") for key in state) else "finetune"
+    if stage == "pretrain" and not isinstance(config, MAEConfig):
+        raise ValueError("a pretraining checkpoint needs an MAEConfig (decoder fields)")
     cpu = torch.device("cpu")
-    grid = (config.img_size[0] // config.patch_size, config.img_size[1] // config.patch_size)
+    grid = config.patch_grid()
     spatial_dim, group_dim, _ = config.widths()
     if config.encoding == "learned":
         spatial = state["encoder.tokenizer.encodings.spatial_table"]
@@ -383,7 +483,7 @@ def to_official(
             ("encoder.blocks.", "encoder.norm.", "encoder.fc_norm.", "encoder.head.")
         ):
             out[key.removeprefix("encoder.")] = value
-    if stage == "pretrain":
+    if isinstance(config, MAEConfig) and stage == "pretrain":
         dec_spatial, dec_group, _ = config.widths(decoder=True)
         table = spatial_encoding(dec_spatial, *grid, cpu)
         out["mask_token"] = state["decoder.mask_token"]

@@ -10,9 +10,11 @@ import sys
 from dataclasses import replace
 from typing import Any
 
-from satmae.bands import SATMAE_GROUPS
+from satmae.bands import SATMAE_BANDS, SATMAE_GROUPS
 from satmae.models.config import SATMAE_TIME_FIELDS, MAEConfig
 from satmae.models.mae import MaskedAutoencoder
+from satmae.models.official import official_normalization
+from satmae.normalization import StatsLike
 
 RGB_GROUP: tuple[tuple[str, ...], ...] = (("B04", "B03", "B02"),)
 """fMoW-RGB models read red, green, blue."""
@@ -26,6 +28,7 @@ _OFFICIAL_DECODER: dict[str, Any] = {
 }
 _GROUP_CHANNEL = MAEConfig(
     band_groups=SATMAE_GROUPS,
+    input_bands=SATMAE_BANDS,
     img_size=(96, 96),
     patch_size=8,
     group_dim=256,
@@ -71,21 +74,46 @@ MODEL_CONFIGS: dict[str, MAEConfig] = {
 MODEL_CONFIGS["satmae_s2_default"] = MODEL_CONFIGS["satmae_base"]
 
 
-def create_model(name: str, **overrides: Any) -> MaskedAutoencoder:
+DEFAULT_STATS = "s2_l2a"
+"""Statistics that registry models carry unless told otherwise (Sentinel-2 L2A, ×10000)."""
+
+PUBLISHED_SETUPS: tuple[str, ...] = (
+    "satmae_group_channel_vit_base_patch8_96",
+    "satmae_group_channel_vit_large_patch8_96",
+    "satmae_temporal_vit_large_patch16_224",
+    "satmae_vit_large_patch16_224",
+)
+"""SatMAE's published setups: they carry the official statistics and mode by default."""
+
+
+def create_model(
+    name: str,
+    normalization: StatsLike | None = DEFAULT_STATS,
+    **overrides: Any,
+) -> MaskedAutoencoder:
     """Build a registered model; ``overrides`` replace fields of its config.
 
     Args:
         name: a key of :data:`MODEL_CONFIGS`.
+        normalization: statistics the model applies to raw reflectance in ``prepare``: a
+            built-in name (``"s2_l2a"``, the default, or ``"s2_l1c"``), a stats file, a
+            :class:`BandStats` or :class:`Normalization`, or ``None`` for none. SatMAE's
+            published setups take the official statistics by default.
         **overrides: :class:`MAEConfig` fields, e.g. ``mask_ratio=0.9`` or ``decoder="cross"``.
 
     Raises:
         KeyError: for an unknown name.
-        ValueError: for invalid overrides.
+        ValueError: for invalid overrides or statistics that lack a model band.
     """
     if name not in MODEL_CONFIGS:
         known = ", ".join(sorted(MODEL_CONFIGS))
         raise KeyError(f"unknown model {name!r}; registered models: {known}")
-    return MaskedAutoencoder(replace(MODEL_CONFIGS[name], **overrides))
+    model = MaskedAutoencoder(replace(MODEL_CONFIGS[name], **overrides))
+    if normalization == DEFAULT_STATS and name in PUBLISHED_SETUPS:
+        normalization = official_normalization(model.config)
+    model.set_normalization(normalization)
+    model.provenance["registry"] = name
+    return model
 
 
 def _register_with_timm() -> None:

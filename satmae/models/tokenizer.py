@@ -7,14 +7,16 @@ concatenation ``[spatial 2-D sin-cos | group 1-D sin-cos | time]`` (DESIGN §4);
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from satmae.bands import canonical_bands
-from satmae.models.config import MAEConfig
-from satmae.models.encodings import index_encoding, spatial_encoding, time_encoding
+from satmae.models.config import EncoderConfig
+from satmae.models.encodings import Encodings
+from satmae.models.frames import check_frame_mask
 
 
 @dataclass(frozen=True)
@@ -36,15 +38,22 @@ class BandSelection:
         """Input channels of every present band, in model channel order."""
         return [index for group in self.channels for index in group]
 
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        """Number of bands of each present group."""
+        return tuple(len(group) for group in self.channels)
+
 
 def select_bands(
-    config: MAEConfig, bands: tuple[str, ...] | None, num_channels: int
+    config: EncoderConfig, bands: Sequence[str] | None, num_channels: int
 ) -> BandSelection:
     """Match an input's band names to the model's groups.
 
     Args:
         config: the model configuration.
-        bands: names of the input's C channels; ``None`` means exactly the model's bands.
+        bands: names of the input's C channels; ``None`` means the model's input order
+            (``config.input_order``: the groups concatenated, or the official channel order of
+            a converted official checkpoint).
         num_channels: C, the size of the input's channel axis.
 
     Raises:
@@ -52,12 +61,13 @@ def select_bands(
             of its bands, or an input with none of the model's groups.
     """
     if bands is None:
-        if num_channels != len(config.bands):
+        order = config.input_order
+        if num_channels != len(order):
             raise ValueError(
-                f"the model expects {len(config.bands)} channels {list(config.bands)}, got "
+                f"the model expects {len(order)} channels {list(order)}, got "
                 f"{num_channels}; pass bands=... naming the input's channels"
             )
-        bands = config.bands
+        bands = order
     names = canonical_bands(bands)
     if len(names) != num_channels:
         raise ValueError(
@@ -112,114 +122,38 @@ def unpatchify(patches: Tensor, grid: tuple[int, int]) -> Tensor:
     return images.reshape(batch, frames, channels, rows * patch_size, cols * patch_size)
 
 
-class Encodings(nn.Module):
-    """Fixed (or, for fine-tuned official checkpoints, learned) token encodings.
+@dataclass
+class Tokenized:
+    """Output of :class:`Tokenizer`: embedded tokens and what was learnt about the input.
 
-    Args:
-        config: the model configuration.
-        decoder: use the decoder widths.
-        learned: store trainable spatial and group tables for ``config.img_size``.
+    Attributes:
+        tokens: ``(B, T, G', L, D)`` patch embeddings plus encodings.
+        selection: which model groups are present and where their bands are in the input.
+        patch_grid: ``(h, w)``.
+        times: ``(B, T)`` seconds since epoch, or ``None``.
+        frame_mask: ``(B, T)`` bool real frames, or ``None``.
     """
 
-    def __init__(self, config: MAEConfig, decoder: bool = False, learned: bool = False) -> None:
-        super().__init__()
-        self.spatial_dim, self.group_dim, self.time_dim = config.widths(decoder)
-        self.num_groups = config.num_groups
-        self.time_fields = config.time_fields
-        self.grid = (
-            config.img_size[0] // config.patch_size,
-            config.img_size[1] // config.patch_size,
-        )
-        self.spatial_table: nn.Parameter | None = None
-        self.group_table: nn.Parameter | None = None
-        if learned:
-            cpu = torch.device("cpu")
-            self.spatial_table = nn.Parameter(
-                spatial_encoding(self.spatial_dim, *self.grid, cpu).clone()
-            )
-            self.group_table = nn.Parameter(
-                index_encoding(self.group_dim, self.num_groups, cpu).clone()
-            )
+    tokens: Tensor
+    selection: BandSelection
+    patch_grid: tuple[int, int]
+    times: Tensor | None
+    frame_mask: Tensor | None
 
-    def spatial(self, grid: tuple[int, int], device: torch.device) -> Tensor:
-        """Spatial code of a patch grid: ``(L, D_spatial)``."""
-        if self.spatial_table is None:
-            return spatial_encoding(self.spatial_dim, grid[0], grid[1], device)
-        if grid != self.grid:
-            raise ValueError(
-                f"this model stores a learned spatial table for a {self.grid} patch grid, got "
-                f"{grid}; resize the input to {self.grid[0]}x{self.grid[1]} patches"
-            )
-        return self.spatial_table
-
-    def group(self, groups: tuple[int, ...], device: torch.device) -> Tensor:
-        """Group code of the present groups: ``(G', D_group)``."""
-        table = (
-            index_encoding(self.group_dim, self.num_groups + 1, device)
-            if self.group_table is None
-            else self.group_table
-        )
-        return table[list(groups)]
-
-    def time(self, times: Tensor | None, batch: int, frames: int, device: torch.device) -> Tensor:
-        """Time code of each frame: ``(B, T, D_time)`` (width 0 for a non-temporal model)."""
-        if not self.time_dim:
-            return torch.zeros(1, frames, 0, device=device)
-        if times is None:
-            raise ValueError(
-                f"this model encodes acquisition time {self.time_fields}; pass times of shape "
-                f"({batch}, {frames}) as int64 seconds since 1970-01-01 UTC"
-            )
-        if tuple(times.shape) != (batch, frames):
-            raise ValueError(
-                f"expected times of shape ({batch}, {frames}), got {tuple(times.shape)}"
-            )
-        return time_encoding(times.to(device), self.time_fields, self.time_dim)
-
-    def forward(
-        self,
-        grid: tuple[int, int],
-        groups: tuple[int, ...],
-        times: Tensor | None,
-        batch: int,
-        frames: int,
-        device: torch.device,
-    ) -> Tensor:
-        """All token codes: ``(B or 1, T, G', L, D)`` as ``[spatial | group | time]``."""
-        spatial = self.spatial(grid, device)  # (L, Ds)
-        group = self.group(groups, device)  # (G', Dg)
-        time = self.time(times, batch, frames, device)  # (B|1, T, Dt)
-        rows = time.shape[0]
-        shape = (rows, frames, len(groups), spatial.shape[0])
-        return torch.cat(
-            [
-                spatial.expand(*shape, -1),
-                group[None, None, :, None].expand(*shape, -1),
-                time[:, :, None, None].expand(*shape, -1),
-            ],
-            dim=-1,
-        )
-
-    def cls(self, device: torch.device) -> Tensor:
-        """Decoder cls code: zeros except the group code of index G (SatMAE): ``(D,)``."""
-        group = index_encoding(self.group_dim, self.num_groups + 1, device)[self.num_groups]
-        return torch.cat(
-            [
-                torch.zeros(self.spatial_dim, device=device),
-                group,
-                torch.zeros(self.time_dim, device=device),
-            ]
-        )
+    @property
+    def tokens_per_frame(self) -> int:
+        """G'·L, the tokens of one frame."""
+        return int(self.tokens.shape[2] * self.tokens.shape[3])
 
 
 class Tokenizer(nn.Module):
     """Group-wise patch embedding plus encodings.
 
     Args:
-        config: the model configuration; ``config.encoding == "learned"`` stores the tables.
+        config: the encoder configuration; ``config.encoding == "learned"`` stores the tables.
     """
 
-    def __init__(self, config: MAEConfig) -> None:
+    def __init__(self, config: EncoderConfig) -> None:
         super().__init__()
         self.config = config
         patch = config.patch_size
@@ -227,7 +161,7 @@ class Tokenizer(nn.Module):
             nn.Conv2d(len(group), config.embed_dim, kernel_size=patch, stride=patch)
             for group in config.band_groups
         )
-        self.encodings = Encodings(config, learned=config.encoding == "learned")
+        self.encodings = Encodings(config, config.widths(), learned=config.encoding == "learned")
 
     def check_input(self, x: Tensor) -> tuple[int, int]:
         """Validate ``x (B, T, C, H, W)`` and return the patch grid ``(h, w)``."""
@@ -245,21 +179,30 @@ class Tokenizer(nn.Module):
             raise ValueError(
                 f"image {height}x{width} is not divisible by patch_size={patch}; crop or pad it"
             )
-        return height // patch, width // patch
+        return self.config.patch_grid((height, width))
 
-    def forward(self, x: Tensor, times: Tensor | None, selection: BandSelection) -> Tensor:
-        """Embed patches and add encodings.
+    def forward(
+        self,
+        x: Tensor,
+        times: Tensor | None,
+        bands: Sequence[str] | None = None,
+        frame_mask: Tensor | None = None,
+    ) -> Tokenized:
+        """Validate the input once, embed patches and add encodings.
 
         Args:
-            x: ``(B, T, C, H, W)`` with the channels named by ``selection``.
+            x: ``(B, T, C, H, W)`` model inputs.
             times: ``(B, T)`` int64 seconds since epoch, or ``None`` for a non-temporal model.
-            selection: band-to-group matching from :func:`select_bands`.
+            bands: names of x's C channels; ``None`` means ``config.input_order``.
+            frame_mask: ``(B, T)`` bool, False for padded frames.
 
         Returns:
-            tokens ``(B, T, G', L, D)``.
+            the tokens ``(B, T, G', L, D)`` with the band selection and patch grid.
         """
         grid = self.check_input(x)
+        selection = select_bands(self.config, bands, x.shape[2])
         batch, frames = x.shape[:2]
+        frame_mask = check_frame_mask(frame_mask, batch, frames)
         per_group = []
         for group, channels in zip(selection.groups, selection.channels, strict=True):
             pixels = x[:, :, list(channels)].flatten(0, 1)  # (B*T, |g|, H, W)
@@ -271,5 +214,5 @@ class Tokenizer(nn.Module):
         # Keep the residual stream in the parameter dtype: under bf16 autocast the matmuls run in
         # bf16 while norms and residual sums stay fp32 (bf16 LayerNorm backward is slow on CPU).
         dtype = next(self.patch_embed.parameters()).dtype
-        out: Tensor = tokens.to(dtype) + codes.to(dtype)
-        return out
+        out = tokens.to(dtype) + codes.to(dtype)
+        return Tokenized(out, selection, grid, times, frame_mask)

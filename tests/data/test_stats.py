@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from satmae.data.stats import BandStats, Normalize, StatsAccumulator, compute_stats, load_stats
+from satmae.normalization import Normalization
 
 
 def samples(seed=0, count=4, integer=True):
@@ -59,9 +60,13 @@ def test_json_round_trip_and_bundle_normalization(tmp_path):
     stats.save(tmp_path / "s.json")
     again = load_stats(tmp_path / "s.json")
     assert again.mean == stats.mean and again.provenance == "unit test"
-    config = {"format": "satmae-bundle", "bands": ["B02"], "normalization": stats.normalization()}
+    normalization = Normalization(stats, "satmae").to_json()
+    config = {"format": "satmae-bundle", "version": 2, "normalization": normalization}
     (tmp_path / "config.json").write_text(json.dumps(config))
     assert load_stats(tmp_path / "config.json").std == stats.std
+    legacy = {"format": "satmae-bundle", "normalization": {"mean": stats.mean, "std": stats.std}}
+    (tmp_path / "v1.json").write_text(json.dumps(legacy))
+    assert load_stats(tmp_path / "v1.json").mean == stats.mean
 
 
 def test_builtin_stats_have_provenance():
@@ -71,6 +76,10 @@ def test_builtin_stats_have_provenance():
     for name, bands in (("s2_l1c", 13), ("s2_l2a", 12)):
         stats = load_stats(name)
         assert len(stats.bands) == bands and "satmae stats" in stats.provenance
+    rgb = load_stats("fmow_rgb")
+    assert rgb.bands == ("B04", "B03", "B02")
+    assert rgb.mean["B04"] / 255 == pytest.approx(0.4182007312774658, rel=1e-12)
+    assert rgb.std["B02"] / 255 == pytest.approx(0.2764017581939697, rel=1e-12)
     with pytest.raises(FileNotFoundError, match=r"neither built in"):
         load_stats("s2_l3")
 

@@ -98,4 +98,4 @@ def test_truncated_official_checkpoint_names_the_missing_key():
     state = group_channel_state(64, 1, [[0, 1, 2, 6], [3, 4, 5, 7], [8, 9]], 8, 4, 16, 32, 1, 8)
     del state["mask_token"]
     with pytest.raises(ValueError, match="lacks key 'mask_token'"):
-        from_official(state)
+        from_official(state, {"num_heads": 1})

@@ -12,6 +12,7 @@ from satmae.bands import SATMAE_BANDS
 from satmae.models import create_model, load_encoder, load_mae
 from satmae.models.mae import MaskedAutoencoder
 from satmae.models.official import detect, from_official, official_group_channel_heads, to_official
+from satmae.models.tokenizer import select_bands
 
 from .official_reference import (
     finetune_features,
@@ -26,7 +27,7 @@ ATOL = 1e-5
 
 
 def _load(state, args=None) -> MaskedAutoencoder:
-    config, converted, report = from_official(state, args)
+    config, converted, report = from_official(state, {"num_heads": 2, **(args or {})})
     assert report.unexpected == []
     model = MaskedAutoencoder(config)
     model.load_state_dict(converted)
@@ -71,7 +72,7 @@ def test_conversion_round_trip(kind, finetune):
         time_dim = 24 if kind == "temporal" else 0
         dec_time = 12 if kind == "temporal" else 0
         state = single_group_state(64, 2, 3, 16, 3, time_dim, 32, 1, dec_time, finetune=finetune)
-    config, ours, report = from_official(state)
+    config, ours, report = from_official(state, {"num_heads": 2})
     assert report.kind == kind and report.stage == ("finetune" if finetune else "pretrain")
     assert config.encoding == ("learned" if finetune else "sincos")
     back = to_official(config, ours)
@@ -182,7 +183,8 @@ def test_finetuned_encoder_matches_official_features(kind, tmp_path):
         ref = finetune_features(state, x, heads=2, timestamps=stamps)
         bands = ("B04", "B03", "B02")
     path = tmp_path / "finetune.pth"
-    torch.save({"model": state, "args": argparse.Namespace(nb_classes=5), "epoch": 7}, path)
+    args = argparse.Namespace(nb_classes=5, num_heads=2)
+    torch.save({"model": state, "args": args, "epoch": 7}, path)
     encoder = load_encoder(path)
     features = encoder(x, times, bands)
     torch.testing.assert_close(features.pooled, ref["pooled"], rtol=0, atol=ATOL)
@@ -194,7 +196,9 @@ def test_finetuned_encoder_matches_official_features(kind, tmp_path):
 def test_official_pth_loads_through_load_mae_and_reports_unused_keys(tmp_path):
     state = group_channel_state(128, 2, GROUPS, 8, 4, 32, 64, 1, 16)
     state["proj_up_conv.weight"] = torch.zeros(40, 10, 1, 1)  # a SatMAE++ upsampler key
-    args = argparse.Namespace(model="mae_vit_base_patch16", norm_pix_loss=False, spatial_mask=True)
+    args = argparse.Namespace(
+        model="mae_vit_base_patch16", num_heads=2, norm_pix_loss=False, spatial_mask=True
+    )
     path = tmp_path / "pretrain.pth"
     torch.save({"model": state, "args": args, "epoch": 199, "optimizer": {}}, path)
     with pytest.warns(UserWarning, match="proj_up_conv.weight"):
@@ -214,7 +218,7 @@ def test_loss_slot_order_golden_attribution():
     state = group_channel_state(64, 1, GROUPS, 8, 4, 16, 32, 1, 8)
     model = _load(state)
     imgs = torch.rand(1, 1, 10, 32, 32, generator=torch.Generator().manual_seed(0))
-    selection = model.encoder.select(imgs, SATMAE_BANDS)
+    selection = select_bands(model.config, SATMAE_BANDS, 10)
     target, _ = model.targets(imgs, selection)
     hidden = torch.ones(1, 1, 3, 16, dtype=torch.bool)
     zero = model._loss(target, target, hidden, None, None, None, selection, target, (4, 4))
