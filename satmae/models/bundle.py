@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import warnings
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -36,29 +37,6 @@ from satmae.spec import (
 )
 
 
-def bundle_spec(
-    model: MaskedAutoencoder | SatMAEEncoder,
-    normalization: StatsLike | None = None,
-    provenance: Mapping[str, Any] | None = None,
-    mode: NormMode = "zscore",
-) -> ModelSpec:
-    """The spec written with ``model``: its own, with normalisation and provenance replaced.
-
-    Raises:
-        ValueError: if the statistics lack any of the model's bands.
-    """
-    encoder = model.encoder if isinstance(model, MaskedAutoencoder) else model
-    chosen = encoder.normalization
-    if normalization is not None:
-        chosen = Normalization.of(normalization, mode).for_bands(encoder.bands)
-    return ModelSpec.from_config(
-        model.config.to_dict(),
-        chosen,
-        {**encoder.provenance, **(provenance or {})},
-        contents="mae" if isinstance(model, MaskedAutoencoder) else "encoder",
-    )
-
-
 def save_bundle(
     model: MaskedAutoencoder | SatMAEEncoder,
     path: str | Path,
@@ -81,7 +59,12 @@ def save_bundle(
         the written path.
     """
     path = Path(path)
-    document = bundle_spec(model, normalization, provenance, mode).to_json()
+    encoder = model.encoder if isinstance(model, MaskedAutoencoder) else model
+    spec = model.spec
+    if normalization is not None:
+        chosen = Normalization.of(normalization, mode).for_bands(encoder.bands)
+        spec = replace(spec, normalization=chosen)
+    document = replace(spec, provenance={**spec.provenance, **(provenance or {})}).to_json()
     prefix = "" if isinstance(model, MaskedAutoencoder) else "encoder."
     tensors = {prefix + k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     if path.suffix == ".safetensors":

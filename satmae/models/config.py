@@ -50,15 +50,15 @@ class EncoderConfig:
         input_bands: the channel order a plain tensor is taken to be in when no band names are
             given (e.g. the official SatMAE channel order); ``None`` means the groups
             concatenated. Must contain every band of the groups.
-        img_size: default (H, W) in pixels; the model accepts any size divisible by the patch.
         patch_size: side of a square patch in pixels.
         embed_dim: encoder width D.
         depth: number of encoder blocks.
+        img_size: default (H, W) in pixels; the model accepts any size divisible by the patch.
         num_heads: encoder attention heads.
         mlp_ratio: hidden width of the MLPs relative to the block width.
         group_dim: width of the band-group encoding (used when G > 1).
-        time_dim: width of the time encoding, split evenly over ``time_fields``.
         time_fields: calendar fields of the time encoding; empty for a non-temporal model.
+        time_dim: width of the time encoding, split evenly over ``time_fields``.
         max_frames: the most frames T a sample may have.
         encoding: ``"sincos"`` computes fixed encodings for any grid; ``"learned"`` stores
             trainable spatial and group tables for the ``img_size`` grid (official fine-tuned
@@ -70,15 +70,15 @@ class EncoderConfig:
 
     band_groups: tuple[tuple[str, ...], ...] = SATMAE_GROUPS
     input_bands: tuple[str, ...] | None = None
-    img_size: tuple[int, int] = (96, 96)
     patch_size: int = 8
     embed_dim: int = 768
     depth: int = 12
+    img_size: tuple[int, int] = (96, 96)
     num_heads: int = 12
     mlp_ratio: float = 4.0
     group_dim: int = 128
-    time_dim: int = 128
     time_fields: tuple[str, ...] = S2_TIME_FIELDS
+    time_dim: int = 128
     max_frames: int = 4
     encoding: EncodingKind = "sincos"
     global_pool_norm: bool = False
@@ -198,23 +198,23 @@ class DecoderConfig:
             (hidden-token queries cross-attending to the encoded visible tokens).
         decoder_fraction: fraction of hidden tokens the cross decoder reconstructs in training.
         decoder_dim: decoder width.
+        head_bands: bands predicted by each decoder head, in head output order. ``None`` means
+            ``band_groups`` (head g predicts exactly group g). Official group-channel checkpoints
+            use the legacy slot order (SatMAE reference §3.2.6).
         decoder_depth: number of decoder blocks.
         decoder_num_heads: decoder attention heads.
         decoder_group_dim: width of the group encoding in the decoder (used when G > 1).
         decoder_time_dim: width of the time encoding in the decoder (used when temporal).
-        head_bands: bands predicted by each decoder head, in head output order. ``None`` means
-            ``band_groups`` (head g predicts exactly group g). Official group-channel checkpoints
-            use the legacy slot order (SatMAE reference §3.2.6).
     """
 
     decoder: DecoderKind = "full"
     decoder_fraction: float = 1.0
     decoder_dim: int = 512
+    head_bands: tuple[tuple[str, ...], ...] | None = None
     decoder_depth: int = 8
     decoder_num_heads: int = 16
     decoder_group_dim: int = 64
     decoder_time_dim: int = 64
-    head_bands: tuple[tuple[str, ...], ...] | None = None
 
     def __post_init__(self) -> None:
         self.validate_decoder()

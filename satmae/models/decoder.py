@@ -19,6 +19,10 @@ from satmae.models.frames import frame_attention_mask
 from satmae.models.initialization import init_weights
 from satmae.models.masking import Masking
 
+Generator = torch.Generator | None
+Prediction = tuple[Tensor, Tensor | None]
+"""Predictions ``(B, T, C', L, p*p)`` and the predicted tokens ``(B, T, G', L)`` (or ``None``)."""
+
 
 @dataclass(frozen=True)
 class TokenGrid:
@@ -57,7 +61,7 @@ class TokenGrid:
 class Decoder(nn.Module):
     """Shared parts: input projection, mask token, encodings, blocks, norm, per-group heads.
 
-    Subclasses choose the block (``block_type``) and how tokens reach it (``forward``).
+    Subclasses choose the block (``block_type``) and how tokens reach it (``predict``).
     """
 
     block_type: type[Block] | type[CrossBlock]
@@ -93,30 +97,43 @@ class Decoder(nn.Module):
         )
         return codes.flatten(1, 3)
 
-
-class FullDecoder(Decoder):
-    """SatMAE's decoder: mask tokens at hidden positions, self-attention over all tokens."""
-
-    block_type = Block
-
     def forward(
         self,
         latent: Tensor,
         masking: Masking,
         grid: TokenGrid,
         generator: torch.Generator | None = None,
-    ) -> tuple[Tensor, Tensor | None]:
-        """Predict every token.
+    ) -> Prediction:
+        """Reconstruct tokens from the encoded visible ones.
 
         Args:
             latent: ``(B, 1+N_keep, D)`` encoder output (cls first).
             masking: the mask and visible indices.
             grid: the token grid.
-            generator: unused (the full decoder predicts every token).
+            generator: random generator (the cross decoder samples which tokens to predict).
 
         Returns:
-            predictions ``(B, T, C', L, p*p)`` and ``None`` (every token is predicted).
+            predictions ``(B, T, C', L, p*p)`` in model band order (zero where not predicted)
+            and the predicted tokens ``(B, T, G', L)`` bool, or ``None`` when every token is.
         """
+        return self.predict(latent, masking, grid, generator)
+
+    def predict(
+        self, latent: Tensor, masking: Masking, grid: TokenGrid, generator: Generator
+    ) -> Prediction:
+        """The decoder's own way to :meth:`forward`."""
+        raise NotImplementedError
+
+
+class FullDecoder(Decoder):
+    """SatMAE's decoder: mask tokens at hidden positions, self-attention over all tokens."""
+
+    block_type = Block
+
+    def predict(
+        self, latent: Tensor, masking: Masking, grid: TokenGrid, generator: Generator
+    ) -> Prediction:
+        """Predict every token (``generator`` is unused); the mask says nothing is skipped."""
         batch = latent.shape[0]
         x = self.embed(latent).to(self.mask_token.dtype)  # (B, 1+N_keep, Dd)
         dim = x.shape[-1]
@@ -151,19 +168,10 @@ class CrossDecoder(Decoder):
 
     block_type = CrossBlock
 
-    def forward(
-        self,
-        latent: Tensor,
-        masking: Masking,
-        grid: TokenGrid,
-        generator: torch.Generator | None = None,
-    ) -> tuple[Tensor, Tensor | None]:
-        """Predict (a fraction of) the hidden tokens.
-
-        Returns:
-            predictions ``(B, T, C', L, p*p)`` (zero where not predicted) and the predicted
-            tokens ``(B, T, G', L)`` bool.
-        """
+    def predict(
+        self, latent: Tensor, masking: Masking, grid: TokenGrid, generator: Generator
+    ) -> Prediction:
+        """Predict (a fraction of) the hidden tokens; the others are zero and not predicted."""
         batch = latent.shape[0]
         hidden = masking.mask.flatten(1)  # (B, N)
         num_hidden = grid.tokens - masking.visible.shape[1]

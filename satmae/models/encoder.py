@@ -157,21 +157,16 @@ class SatMAEEncoder(nn.Module):
     @property
     def spec(self) -> ModelSpec:
         """What this encoder expects of its input (see :mod:`satmae.spec`)."""
-        return ModelSpec.from_config(
-            self.config.to_dict(), self.normalization, self.provenance, contents="encoder"
-        )
+        architecture = self.config.to_dict()
+        return ModelSpec.from_config(architecture, self.normalization, self.provenance)
 
     # Named steps ----------------------------------------------------------------------------
 
-    def tokenize(
-        self,
-        x: Tensor,
-        times: Tensor | None = None,
-        bands: Sequence[str] | None = None,
-        frame_mask: Tensor | None = None,
-    ) -> Tokenized:
-        """Validate the input and embed it: tokens ``(B, T, G', L, D)`` (see :class:`Tokenizer`)."""
-        return self.tokenizer(x, times, bands, frame_mask)  # type: ignore[no-any-return]
+    def tokenize(self, inputs: ModelInputs) -> Tokenized:
+        """Validate the inputs once and embed them: tokens ``(B, T, G', L, D)``."""
+        return self.tokenizer(  # type: ignore[no-any-return]
+            inputs.image, inputs.times, inputs.bands, inputs.frame_mask
+        )
 
     def select_visible(
         self, tokenized: Tokenized, visible: Tensor | None = None
@@ -227,8 +222,9 @@ class SatMAEEncoder(nn.Module):
         x: ModelInput,
         times: Tensor | None = None,
         bands: Sequence[str] | None = None,
-        frame_mask: Tensor | None = None,
+        *,
         blocks: Sequence[int] = (),
+        frame_mask: Tensor | None = None,
     ) -> EncoderFeatures:
         """Encode every token of a multispectral time series.
 
@@ -243,15 +239,12 @@ class SatMAEEncoder(nn.Module):
         Returns:
             the named features.
         """
-        if isinstance(x, Mapping):
-            inputs = self.prepare(x)
-            x, times, bands, frame_mask = (
-                inputs.image,
-                inputs.times,
-                inputs.bands,
-                inputs.frame_mask,
-            )
-        tokenized = self.tokenize(x, times, bands, frame_mask)
+        inputs = (
+            self.prepare(x)
+            if isinstance(x, Mapping)
+            else ModelInputs(x, times, bands, frame_mask=frame_mask)
+        )
+        tokenized = self.tokenize(inputs)
         tokens, attn_mask = self.select_visible(tokenized)
         out, kept = self.run_blocks(tokens, attn_mask, blocks)
         batch, frames, groups, patches, dim = tokenized.tokens.shape
@@ -308,7 +301,7 @@ class SatMAEEncoder(nn.Module):
             if x.ndim == 4:
                 x = x.unsqueeze(1)
                 times = None if times is None else torch.as_tensor(times).reshape(-1, 1)
-            features = self.forward(x.float(), times, bands, frame_mask)
+            features = self.forward(x.float(), times, bands, frame_mask=frame_mask)
         if pool == "mean":
             return features.pooled
         if pool == "cls":

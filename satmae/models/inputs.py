@@ -8,7 +8,7 @@ so a model is never fed data normalised differently from its training data.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,16 +35,17 @@ class ModelInputs:
     Attributes:
         image: ``(B, T, C', H, W)`` float32 normalised, bands in model order.
         times: ``(B, T)`` int64 seconds since 1970-01-01 UTC, or ``None``.
-        bands: the C' bands of ``image`` (the model bands present in the input).
+        bands: the C' bands of ``image`` (the model bands present in the input); ``None``
+            means the model's input order (``config.input_order``).
         valid: ``(B, T, H, W)`` bool valid pixels, or ``None``.
         frame_mask: ``(B, T)`` bool real frames, or ``None``.
     """
 
     image: Tensor
-    times: Tensor | None
-    bands: tuple[str, ...]
-    valid: Tensor | None
-    frame_mask: Tensor | None
+    times: Tensor | None = None
+    bands: Sequence[str] | None = None
+    valid: Tensor | None = None
+    frame_mask: Tensor | None = None
 
     def to(self, device: torch.device | str) -> ModelInputs:
         """The same inputs on ``device``."""

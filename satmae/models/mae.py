@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -14,7 +14,7 @@ from satmae.models.decoder import TokenGrid, build_decoder
 from satmae.models.encoder import ModelInput, SatMAEEncoder
 from satmae.models.inputs import ModelInputs
 from satmae.models.masking import Masking, RandomMasking
-from satmae.models.tokenizer import BandSelection, patchify, select_bands, unpatchify
+from satmae.models.tokenizer import BandSelection, patchify, unpatchify
 from satmae.normalization import Normalization, NormMode, StatsLike
 from satmae.spec import ModelSpec
 
@@ -42,6 +42,8 @@ class MAEOutput:
         groups: model indices of the present groups.
         bands: the present bands, in the order of ``pred``'s C' axis.
         patch_grid: ``(h, w)``.
+        target_stats: per-patch ``(mean, std)`` that standardised ``target`` (broadcastable
+            to it) when ``norm_pix_loss``, else ``None``.
     """
 
     loss: Tensor
@@ -57,6 +59,7 @@ class MAEOutput:
     groups: tuple[int, ...]
     bands: tuple[str, ...]
     patch_grid: tuple[int, int]
+    target_stats: tuple[Tensor, Tensor] | None = None
 
 
 class MaskedAutoencoder(nn.Module):
@@ -70,7 +73,7 @@ class MaskedAutoencoder(nn.Module):
         super().__init__()
         self.config = config
         self.encoder = SatMAEEncoder(config)
-        self.masking = RandomMasking(config.mask_ratio, config.mask_time, config.mask_groups)
+        self.masking = RandomMasking(config.mask_time, config.mask_groups)
         self.decoder = build_decoder(config)
 
     # The seam to the data (owned by the encoder) ------------------------------------------
@@ -96,9 +99,7 @@ class MaskedAutoencoder(nn.Module):
     @property
     def spec(self) -> ModelSpec:
         """What this model expects of its input (see :mod:`satmae.spec`)."""
-        return ModelSpec.from_config(
-            self.config.to_dict(), self.normalization, self.provenance, contents="mae"
-        )
+        return replace(self.encoder.spec, contents="mae", architecture=self.config.to_dict())
 
     # Forward ------------------------------------------------------------------------------
 
@@ -109,6 +110,7 @@ class MaskedAutoencoder(nn.Module):
         bands: Sequence[str] | None = None,
         valid: Tensor | None = None,
         frame_mask: Tensor | None = None,
+        *,
         mask: Tensor | None = None,
         mask_ratio: float | None = None,
         generator: torch.Generator | None = None,
@@ -135,12 +137,14 @@ class MaskedAutoencoder(nn.Module):
         Returns:
             the named outputs; ``loss`` is what to backpropagate.
         """
-        if isinstance(x, Mapping):
-            inputs = self.prepare(x)
-            x, times, bands = inputs.image, inputs.times, inputs.bands
-            valid, frame_mask = inputs.valid, inputs.frame_mask
+        inputs = (
+            self.prepare(x)
+            if isinstance(x, Mapping)
+            else ModelInputs(x, times, bands, valid, frame_mask)
+        )
+        x, times, valid = inputs.image, inputs.times, inputs.valid
         encoder = self.encoder
-        tokenized = encoder.tokenize(x, times, bands, frame_mask)
+        tokenized = encoder.tokenize(inputs)
         batch, frames, groups, patches, _ = tokenized.tokens.shape
         token_shape = (batch, frames, groups, patches)
         usable = self._usable_tokens(valid, tokenized.frame_mask, token_shape, x.device)
@@ -154,7 +158,7 @@ class MaskedAutoencoder(nn.Module):
                 x.device,
                 invalid=None if usable is None else ~usable,
                 generator=generator,
-                mask_ratio=mask_ratio,
+                mask_ratio=self.config.mask_ratio if mask_ratio is None else mask_ratio,
                 noise=noise,
             )
         visible, attn_mask = encoder.select_visible(tokenized, masking.visible)
@@ -165,8 +169,8 @@ class MaskedAutoencoder(nn.Module):
         )
         pred, predicted = self.decoder(latent, masking, grid, generator)
         source = x if target is None else target
-        target_patches, _ = self.targets(source, tokenized.selection)
-        return self._loss(
+        target_patches, target_stats = self.targets(source, tokenized.selection)
+        out = self._loss(
             pred,
             target_patches,
             masking.mask,
@@ -177,6 +181,8 @@ class MaskedAutoencoder(nn.Module):
             latent,
             tokenized.patch_grid,
         )
+        out.target_stats = target_stats
+        return out
 
     # Loss ---------------------------------------------------------------------------------
 
@@ -284,12 +290,7 @@ class MaskedAutoencoder(nn.Module):
 
     @torch.no_grad()
     def reconstruct(
-        self,
-        x: Tensor,
-        times: Tensor | None = None,
-        bands: Sequence[str] | None = None,
-        keep_visible: bool = False,
-        **kwargs: Any,
+        self, x: ModelInput, *args: Any, keep_visible: bool = False, **kwargs: Any
     ) -> Tensor:
         """Reconstructed images ``(B, T, C', H, W)`` in model band order of the present bands.
 
@@ -298,25 +299,25 @@ class MaskedAutoencoder(nn.Module):
         decoder) and, with ``keep_visible``, all visible tokens show the input pixels.
 
         Args:
-            x: ``(B, T, C, H, W)`` normalised images.
-            times: ``(B, T)`` seconds since epoch.
-            bands: names of x's channels.
+            x: normalised images ``(B, T, C, H, W)`` or a sample/batch dict (see :meth:`forward`).
+            *args: passed to :meth:`forward` (``times``, ``bands``, …).
             keep_visible: paste the input at visible tokens.
             **kwargs: passed to :meth:`forward` (``mask``, ``generator``, ``valid``, …).
         """
         was_training = self.training
         self.eval()
         try:
-            out = self.forward(x, times, bands, **kwargs)
+            out = self.forward(x, *args, **kwargs)
         finally:
             self.train(was_training)
-        selection = select_bands(self.config, bands, x.shape[2])
-        _, stats = self.targets(x, selection)
-        pred = out.pred if stats is None else out.pred * stats[1] + stats[0]
-        raw = patchify(x[:, :, selection.flat_channels], self.config.patch_size)
+        pred, raw = out.pred, out.target
+        if out.target_stats is not None:
+            mean, std = out.target_stats
+            pred, raw = pred * std + mean, raw * std + mean
         paste = ~out.predicted | (~out.mask if keep_visible else torch.zeros_like(out.mask))
+        sizes = [self.config.group_sizes[group] for group in out.groups]
         paste_bands = torch.repeat_interleave(
-            paste, torch.tensor(selection.sizes, device=x.device), dim=2
+            paste, torch.tensor(sizes, device=pred.device), dim=2
         )  # (B, T, C', L)
         pred = torch.where(paste_bands[..., None], raw, pred)
         return unpatchify(pred, out.patch_grid)

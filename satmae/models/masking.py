@@ -56,15 +56,15 @@ def _visible_indices(hidden: Tensor, num_keep: int) -> Tensor:
 class RandomMasking(nn.Module):
     """Random masking with a per-axis choice of consistent or independent masks.
 
+    The ratio is given per call, so a schedule can change it from step to step.
+
     Args:
-        mask_ratio: default fraction of tokens to hide.
         mask_time: ``"consistent"`` hides the same locations in every frame.
         mask_groups: ``"consistent"`` hides a location in all band groups or none.
     """
 
-    def __init__(self, mask_ratio: float, mask_time: MaskMode, mask_groups: MaskMode) -> None:
+    def __init__(self, mask_time: MaskMode, mask_groups: MaskMode) -> None:
         super().__init__()
-        self.mask_ratio = mask_ratio
         self.mask_time = mask_time
         self.mask_groups = mask_groups
 
@@ -83,8 +83,9 @@ class RandomMasking(nn.Module):
         device: torch.device,
         invalid: Tensor | None = None,
         generator: torch.Generator | None = None,
-        mask_ratio: float | None = None,
         noise: Tensor | None = None,
+        *,
+        mask_ratio: float,
     ) -> Masking:
         """Draw a mask.
 
@@ -94,14 +95,14 @@ class RandomMasking(nn.Module):
             invalid: ``(B, T, G, L)`` bool, tokens that are mostly nodata or padding; they get
                 the largest noise so they are hidden first.
             generator: random generator for reproducible masks.
-            mask_ratio: overrides the default ratio.
+            mask_ratio: fraction of tokens to hide, in [0, 1).
             noise: explicit noise of shape :meth:`noise_shape` (e.g. to replay another code's
                 random draw); ``generator`` is then unused.
 
         Returns:
             the mask and the visible indices.
         """
-        ratio = self.mask_ratio if mask_ratio is None else mask_ratio
+        ratio = mask_ratio
         if not 0.0 <= ratio < 1.0:
             raise ValueError(f"mask_ratio must be in [0, 1), got {ratio}")
         batch, frames, groups, patches = shape

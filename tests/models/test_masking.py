@@ -17,9 +17,10 @@ CPU = torch.device("cpu")
 @pytest.mark.parametrize("frames", [1, 3])
 @pytest.mark.parametrize(("mask_time", "mask_groups"), MODES)
 def test_visible_counts_consistency_and_order(mask_time, mask_groups, frames, groups):
-    masking = RandomMasking(0.75, mask_time, mask_groups)
+    masking = RandomMasking(mask_time, mask_groups)
     patches = 16
-    out = masking((4, frames, groups, patches), CPU, generator=torch.Generator().manual_seed(0))
+    gen = torch.Generator().manual_seed(0)
+    out = masking((4, frames, groups, patches), CPU, generator=gen, mask_ratio=0.75)
     free_t = frames if mask_time == "independent" else 1
     free_g = groups if mask_groups == "independent" else 1
     expected = int(free_t * free_g * patches * 0.25) * (frames // free_t) * (groups // free_g)
@@ -40,17 +41,17 @@ def test_visible_counts_consistency_and_order(mask_time, mask_groups, frames, gr
 
 @pytest.mark.parametrize(("mask_time", "mask_groups"), MODES)
 def test_reproducible_with_generator(mask_time, mask_groups):
-    masking = RandomMasking(0.6, mask_time, mask_groups)
-    first = masking((2, 3, 3, 9), CPU, generator=torch.Generator().manual_seed(7))
-    second = masking((2, 3, 3, 9), CPU, generator=torch.Generator().manual_seed(7))
-    other = masking((2, 3, 3, 9), CPU, generator=torch.Generator().manual_seed(8))
+    masking = RandomMasking(mask_time, mask_groups)
+    first = masking((2, 3, 3, 9), CPU, generator=torch.Generator().manual_seed(7), mask_ratio=0.6)
+    second = masking((2, 3, 3, 9), CPU, generator=torch.Generator().manual_seed(7), mask_ratio=0.6)
+    other = masking((2, 3, 3, 9), CPU, generator=torch.Generator().manual_seed(8), mask_ratio=0.6)
     assert torch.equal(first.mask, second.mask)
     assert torch.equal(first.visible, second.visible)
     assert not torch.equal(first.mask, other.mask)
 
 
 def test_mask_ratio_zero_keeps_everything():
-    out = RandomMasking(0.0, "independent", "independent")((2, 2, 3, 4), CPU)
+    out = RandomMasking("independent", "independent")((2, 2, 3, 4), CPU, mask_ratio=0.0)
     assert not out.mask.any()
     assert torch.equal(out.visible, torch.arange(24).expand(2, -1))
 
@@ -59,7 +60,7 @@ def test_mask_ratio_zero_keeps_everything():
 def test_invalid_tokens_are_hidden_first(mask_time, mask_groups):
     invalid = torch.zeros(2, 3, 3, 16, dtype=torch.bool)
     invalid[:, :, :, :8] = True  # the first half of every frame and group is nodata
-    out = RandomMasking(0.5, mask_time, mask_groups)((2, 3, 3, 16), CPU, invalid=invalid)
+    out = RandomMasking(mask_time, mask_groups)((2, 3, 3, 16), CPU, invalid, mask_ratio=0.5)
     assert out.mask[invalid].all()
     assert not out.mask[~invalid].any()
 

@@ -5,14 +5,22 @@ from __future__ import annotations
 import argparse
 from datetime import UTC, datetime
 
+import numpy as np
 import pytest
 import torch
 
 from satmae.bands import SATMAE_BANDS
 from satmae.models import create_model, load_encoder, load_mae
 from satmae.models.mae import MaskedAutoencoder
-from satmae.models.official import detect, from_official, official_group_channel_heads, to_official
+from satmae.models.official import (
+    detect,
+    from_official,
+    official_group_channel_heads,
+    official_heads,
+    to_official,
+)
 from satmae.models.tokenizer import select_bands
+from satmae.normalization import load_stats
 
 from .official_reference import (
     finetune_features,
@@ -106,7 +114,7 @@ def test_group_channel_mae_matches_official_forward(spatial_mask, norm_pix):
     length = 16
     noise = torch.rand(2, length if spatial_mask else 3 * length, generator=gen)
     ref = group_channel_forward(state, imgs, noise, GROUPS, 0.75, spatial_mask, norm_pix, heads=2)
-    ours = model(imgs[:, None], bands=SATMAE_BANDS, noise=noise.view(2, 1, -1, length))
+    ours = model(imgs[:, None], noise=noise.view(2, 1, -1, length))  # official channel order
     assert torch.equal(ours.mask[:, 0], ref["mask"].bool())
     torch.testing.assert_close(ours.loss, ref["loss"], rtol=0, atol=ATOL)
     slot = [ours.bands.index(band) for band in SATMAE_BANDS]  # model order -> official slots
@@ -143,7 +151,7 @@ def test_temporal_mae_matches_official_forward(same_mask):
     ref = single_group_forward(
         state, imgs, noise, 0.75, True, heads=2, timestamps=stamps, same_mask=same_mask
     )
-    ours = model(imgs, times, bands=("B04", "B03", "B02"), noise=noise.view(2, -1, 1, 9))
+    ours = model(imgs, times, noise=noise.view(2, -1, 1, 9))
     torch.testing.assert_close(ours.loss, ref["loss"], rtol=0, atol=ATOL)
     assert torch.equal(ours.mask.flatten(1), ref["mask"].bool())
     pred = ref["pred"].reshape(2, 3, 9, 16 * 16, 3).permute(0, 1, 4, 2, 3)  # (N, T, C, L, p²)
@@ -160,37 +168,89 @@ def test_vanilla_mae_matches_official_forward():
     imgs = torch.rand(2, 3, 48, 48, generator=gen)
     noise = torch.rand(2, 9, generator=gen)
     ref = single_group_forward(state, imgs, noise, 0.75, False, heads=2)
-    ours = model(imgs[:, None], bands=("B04", "B03", "B02"), noise=noise.view(2, 1, 1, 9))
+    ours = model(imgs[:, None], noise=noise.view(2, 1, 1, 9))
     torch.testing.assert_close(ours.loss, ref["loss"], rtol=0, atol=ATOL)
     pred = ref["pred"].reshape(2, 9, 256, 3).permute(0, 3, 1, 2)
     torch.testing.assert_close(ours.pred[:, 0], pred, rtol=0, atol=ATOL)
 
 
-@pytest.mark.parametrize("kind", ["group_channel", "temporal"])
-def test_finetuned_encoder_matches_official_features(kind, tmp_path):
+@pytest.mark.parametrize("kind", ["group_channel", "temporal", "vanilla"])
+def test_finetuned_encoder_fed_the_official_tensor_matches_official_features(kind, tmp_path):
+    """No band names: the official channel order is the encoder's input order."""
     gen = torch.Generator().manual_seed(7)
     if kind == "group_channel":
         state = group_channel_state(128, 2, GROUPS, 8, 4, 32, 0, 0, 0, seed=8, finetune=5)
-        imgs = torch.rand(2, 10, 32, 32, generator=gen)
-        ref = finetune_features(state, imgs, heads=2, groups=GROUPS)
-        x, times, bands = imgs[:, None], None, SATMAE_BANDS
-    else:
+        x = torch.rand(2, 10, 32, 32, generator=gen)  # official order B02 … B12
+        ref = finetune_features(state, x, heads=2, groups=GROUPS)
+        times = None
+    elif kind == "temporal":
         state = single_group_state(128, 2, 3, 16, 3, 48, 0, 0, 0, seed=9, finetune=5)
         x = torch.rand(2, 3, 3, 48, 48, generator=gen)
         day = datetime(2016, 6, 3, 11, tzinfo=UTC)
         times = torch.full((2, 3), int(day.timestamp()))
         stamps = torch.tensor([14, 5, 11]).expand(2, 3, 3)
         ref = finetune_features(state, x, heads=2, timestamps=stamps)
-        bands = ("B04", "B03", "B02")
+    else:
+        state = single_group_state(128, 2, 3, 16, 3, 0, 0, 0, 0, seed=10, finetune=5)
+        x = torch.rand(2, 3, 48, 48, generator=gen)
+        ref = finetune_features(state, x, heads=2)
+        times = None
     path = tmp_path / "finetune.pth"
     args = argparse.Namespace(nb_classes=5, num_heads=2)
     torch.save({"model": state, "args": args, "epoch": 7}, path)
     encoder = load_encoder(path)
-    features = encoder(x, times, bands)
+    features = encoder(x if kind == "temporal" else x[:, None], times)
     torch.testing.assert_close(features.pooled, ref["pooled"], rtol=0, atol=ATOL)
     torch.testing.assert_close(features.logits, ref["logits"], rtol=0, atol=ATOL)
+    tokens = features.tokens.flatten(1, 4)  # (B, T·G·L, D): group-major, then time-major
+    torch.testing.assert_close(tokens, ref["tokens"], rtol=0, atol=ATOL)
+    torch.testing.assert_close(encoder.embed(x, times), ref["pooled"], rtol=0, atol=ATOL)
     with pytest.raises(ValueError, match="encoder without a decoder"):
         load_mae(path)
+
+
+def _sentinel_normalize(raw: torch.Tensor, bands: tuple[str, ...]) -> torch.Tensor:
+    """The official SentinelNormalize + ToTensor, written out: (x - (m - 2s)) / 4s · 255 → uint8."""
+    stats = load_stats("satmae_official")
+    mean = np.array([stats.mean[band] for band in bands])[:, None, None]
+    std = np.array([stats.std[band] for band in bands])[:, None, None]
+    scaled = (raw.numpy().astype(np.float64) - (mean - 2 * std)) / (4 * std) * 255.0
+    return torch.from_numpy(np.clip(scaled, 0, 255).astype(np.uint8).astype(np.float32) / 255.0)
+
+
+def test_official_encoder_on_raw_reflectance_matches_the_official_pipeline(tmp_path):
+    """Raw L1C reflectance as read -> official normalisation -> official features."""
+    state = group_channel_state(128, 2, GROUPS, 8, 4, 32, 0, 0, 0, seed=11, finetune=5)
+    path = tmp_path / "finetune.pth"
+    torch.save({"model": state, "args": {"num_heads": 2}}, path)
+    encoder = load_encoder(path)
+    gen = torch.Generator().manual_seed(12)
+    catalog = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10",
+               "B11", "B12")  # fmt: skip
+    raw = torch.randint(0, 4000, (1, len(catalog), 32, 32), generator=gen).float()
+    sample = {"image": raw, "bands": catalog}
+    official_input = _sentinel_normalize(
+        raw[0, [catalog.index(band) for band in SATMAE_BANDS]], SATMAE_BANDS
+    )
+    ref = finetune_features(state, official_input[None], heads=2, groups=GROUPS)
+    torch.testing.assert_close(encoder.embed(sample), ref["pooled"], rtol=0, atol=ATOL)
+
+
+def test_head_counts_come_from_args_or_the_published_table():
+    assert official_heads(768, 12, {}) == 12
+    assert official_heads(1024, 24, {"model": "mae_vit_large_patch16_samemask"}) == 16
+    assert official_heads(1280, 32, {"model": "vit_huge_patch14"}) == 16
+    assert official_heads(128, 2, {"num_heads": 2}) == 2
+    with pytest.raises(ValueError, match=r"fits no published SatMAE variant.*args\.num_heads"):
+        official_heads(384, 12, {})
+    with pytest.raises(ValueError, match=r"name the official factory 'mae_vit_base_patch16'"):
+        official_heads(1024, 24, {"model": "mae_vit_base_patch16"})
+
+
+def test_state_dict_of_no_known_variant_is_an_error_not_a_guess():
+    state = group_channel_state(128, 2, GROUPS, 8, 4, 32, 64, 1, 16)
+    with pytest.raises(ValueError, match="width 128 and depth 2 fits no published"):
+        from_official(state)
 
 
 def test_official_pth_loads_through_load_mae_and_reports_unused_keys(tmp_path):
