@@ -36,8 +36,9 @@ typecheck: $(STAMP)
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
+# Coverage floor: the measured 91.47 % rounded down; raise it as coverage grows, never lower it.
 unit: $(STAMP)
-	$(BIN)/pytest --cov=satmae --cov-report=term --cov-report=xml -q
+	$(BIN)/pytest --cov=satmae --cov-report=term --cov-report=xml --cov-fail-under=91 -q
 
 test: lint typecheck docs unit
 

@@ -238,8 +238,3 @@ def band_indices(source: Sequence[str], wanted: Sequence[str]) -> list[int]:
 def resolution(name: str) -> int:
     """Native ground sampling distance in metres of a band given in any spelling."""
     return SENTINEL2_BANDS[canonical_band(name)].resolution_m
-
-
-def wavelength(name: str) -> float:
-    """Centre wavelength in nanometres of a band given in any spelling."""
-    return SENTINEL2_BANDS[canonical_band(name)].wavelength_nm

@@ -70,14 +70,21 @@ def test_windowed_series_feeds_the_model_by_band_name(demo: DemoSet) -> None:
         sample = normalize(reader.read(Window(16, 16, 32, 32)))
     frames = 4  # satmae_tiny takes up to 4 frames
     model = satmae.create_model("satmae_tiny")
-    out = model(
-        sample["image"][None, :frames],
-        sample["times"][None, :frames],
-        bands=sample["bands"],
-        valid=sample["valid"][None, :frames],
-        generator=torch.Generator().manual_seed(0),
-    )
+
+    def loss_of(order: list[int]) -> torch.Tensor:
+        return model(
+            sample["image"][None, :frames, order],
+            sample["times"][None, :frames],
+            bands=[sample["bands"][i] for i in order],
+            valid=sample["valid"][None, :frames],
+            generator=torch.Generator().manual_seed(0),
+        )
+
+    out = loss_of(list(range(len(sample["bands"]))))
     assert torch.isfinite(out.loss)
+    # Matched by name: the channels in reverse file order, named so, give the same loss.
+    reversed_loss = loss_of(list(range(len(sample["bands"])))[::-1]).loss.item()
+    assert out.loss.item() == pytest.approx(reversed_loss, rel=1e-5)
     out.loss.backward()
     assert out.frame_losses.shape == (frames,)
 
@@ -119,14 +126,23 @@ def test_series_of_different_lengths_batch_with_a_frame_mask(demo: DemoSet) -> N
     assert batch["frame_mask"].tolist() == [[True] * 4, [True, True, False, False]]
     assert not batch["valid"][1, 2:].any() and (batch["image"][1, 2:] == 0).all()
     model = satmae.create_model("satmae_tiny")
-    out = model(
-        batch["image"],
-        batch["times"],
-        bands=batch["bands"],
-        valid=batch["valid"],
-        frame_mask=batch["frame_mask"],
-        generator=torch.Generator().manual_seed(0),
-    )
-    assert torch.isfinite(out.loss)
+
+    def run(image: torch.Tensor) -> torch.Tensor:
+        return model(
+            image,
+            batch["times"],
+            bands=batch["bands"],
+            valid=batch["valid"],
+            frame_mask=batch["frame_mask"],
+            generator=torch.Generator().manual_seed(0),
+        )
+
+    out = run(batch["image"])
+    assert torch.isfinite(out.loss) and out.loss > 0
+    assert not out.weight[1, 2:].any()  # padded frames are left out of the loss
+    # ... and out of attention: whatever they hold, the loss does not change.
+    garbage = batch["image"].clone()
+    garbage[1, 2:] = 1e4
+    assert run(garbage).loss.item() == pytest.approx(out.loss.item(), rel=1e-5)
     # padded frames are never predicted into the loss
     assert not out.weight[1, 2:].any()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from satmae.cli import build_parser
 
@@ -50,4 +51,8 @@ def test_readme_python_example_runs_on_the_demo_set(tmp_path: Path) -> None:
     exec(
         compile(block.replace('"demo_data"', repr(str(demo.root))), "README.md", "exec"), namespace
     )
-    assert namespace["out"].loss.isfinite()  # type: ignore[attr-defined]
+    out: Any = namespace["out"]
+    assert out.loss.isfinite() and out.loss > 0
+    # The loss is a weighted mean of the per-group (and per-frame) losses the example shows.
+    assert out.group_losses.min() <= out.loss <= out.group_losses.max()
+    assert out.frame_losses.min() <= out.loss <= out.frame_losses.max()
