@@ -9,10 +9,10 @@ import xarray as xr
 from rasterio.transform import from_origin
 from rasterio.windows import Window
 
-from satmae.data.cube import read_cube, sample_to_dataarray
+from satmae.data.readers.cube import read_cube, sample_to_dataarray
+from satmae.data.readers.series import Frame, SeriesReader, date_from_name, read_index, read_series
+from satmae.data.readers.torchgeo_adapter import from_torchgeo
 from satmae.data.sample import from_epoch_seconds, to_epoch_seconds, validate_sample
-from satmae.data.series import Frame, SeriesReader, date_from_name, read_index, read_series
-from satmae.data.torchgeo_adapter import from_torchgeo
 
 BANDS = ["B02", "B03", "B04", "B08"]
 
@@ -318,7 +318,7 @@ def test_real_torchgeo_raster_dataset_sample(tmp_path):
 
 
 def test_sources_tiles_and_center(tmp_path):
-    from satmae.data.sources import iter_tiles, list_sources, read_center
+    from satmae.data.readers.sources import iter_tiles, list_sources, read_center
 
     data = frames(9, 1, size=40)[0]
     write(tmp_path / "S2_20210615.tif", data)

@@ -21,8 +21,8 @@ from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 
 from satmae.bands import L1C_BANDS, L2A_BANDS
-from satmae.data.band_files import find_band_files, read_band_files
 from satmae.data.grid import BoundsLike, PathLike, dataset_grid, open_raster, resolve_window
+from satmae.data.readers.band_files import find_band_files, read_band_files
 from satmae.data.sample import Sample, to_epoch_seconds
 
 OSCD_IMAGES = "Onera Satellite Change Detection dataset - Images"

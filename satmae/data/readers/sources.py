@@ -21,24 +21,24 @@ from typing import Protocol
 from rasterio.windows import Window
 
 from satmae.bands import L1C_BANDS, L2A_BANDS
-from satmae.data.band_files import (
+from satmae.data.grid import BoundsLike, Grid, PathLike, dataset_grid, open_raster
+from satmae.data.readers.band_files import (
     RASTER_SUFFIXES,
     BandFilesReader,
     find_band_files,
     read_band_files,
 )
-from satmae.data.cube import read_cube
-from satmae.data.geotiff import GeoTiffReader, is_class_layer, read_geotiff
-from satmae.data.grid import BoundsLike, Grid, PathLike, dataset_grid, open_raster
-from satmae.data.layouts import (
+from satmae.data.readers.cube import read_cube
+from satmae.data.readers.geotiff import GeoTiffReader, is_class_layer, read_geotiff
+from satmae.data.readers.layouts import (
     OSCD_IMAGES,
     bigearthnet_patches,
     oscd_cities,
     read_bigearthnet_patch,
     read_oscd_city,
 )
+from satmae.data.readers.series import SeriesReader, group_by_location, read_index, read_series
 from satmae.data.sample import Sample
-from satmae.data.series import SeriesReader, group_by_location, read_index, read_series
 
 CUBE_SUFFIXES = (".zarr", ".nc", ".nc4", ".netcdf")
 

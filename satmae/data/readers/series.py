@@ -27,8 +27,6 @@ from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
 from satmae.bands import DATASET_BAND_ORDERS
-from satmae.data.band_files import BandFilesReader, find_band_files
-from satmae.data.geotiff import GeoTiffReader, file_time, is_class_layer
 from satmae.data.grid import (
     BoundsLike,
     Grid,
@@ -38,6 +36,8 @@ from satmae.data.grid import (
     resolve_window,
     same_crs,
 )
+from satmae.data.readers.band_files import BandFilesReader, find_band_files
+from satmae.data.readers.geotiff import GeoTiffReader, file_time, is_class_layer
 from satmae.data.sample import Sample, to_epoch_seconds
 
 _DATE_IN_NAME = re.compile(r"(?<!\d)(\d{4})-?(\d{2})-?(\d{2})(?:T(\d{2})(\d{2})(\d{2}))?(?!\d)")
