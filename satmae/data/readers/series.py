@@ -19,6 +19,7 @@ import numbers
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +37,15 @@ from satmae.data.grid import (
     resolve_window,
     same_crs,
 )
-from satmae.data.readers.band_files import BandFilesReader, find_band_files
-from satmae.data.readers.geotiff import GeoTiffReader, file_time, is_class_layer
+from satmae.data.readers.band_files import default_grid
+from satmae.data.readers.geotiff import file_time, is_class_layer
+from satmae.data.readers.protocol import (
+    INDEX_SUFFIXES,
+    RASTER_SUFFIXES,
+    Reader,
+    ReadOptions,
+    Source,
+)
 from satmae.data.sample import Sample, to_epoch_seconds
 
 _DATE_IN_NAME = re.compile(r"(?<!\d)(\d{4})-?(\d{2})-?(\d{2})(?:T(\d{2})(\d{2})(\d{2}))?(?!\d)")
@@ -122,7 +130,7 @@ def frames_from_folder(folder: PathLike) -> list[Frame]:
         for entry in sorted(folder.iterdir())
         if (
             entry.is_file()
-            and entry.suffix.lower() in (".tif", ".tiff", ".jp2", ".vrt")
+            and entry.suffix.lower() in RASTER_SUFFIXES
             and not is_class_layer(entry)
         )
         or entry.is_dir()
@@ -218,14 +226,7 @@ def group_by_location(frames: Sequence[Frame]) -> dict[str, list[Frame]]:
 def frame_grid(frame: Frame) -> Grid:
     """Grid of a frame: the raster's own, or the finest band's for a per-band folder."""
     if frame.path.is_dir():
-        files = find_band_files(frame.path)
-        grids = []
-        for name, file in files.items():
-            if name == "SCL":
-                continue
-            with open_raster(file) as dataset:
-                grids.append(dataset_grid(dataset))
-        return min(grids, key=lambda grid: grid.resolution[0])
+        return default_grid(frame.path)
     with open_raster(frame.path) as dataset:
         return dataset_grid(dataset)
 
@@ -256,7 +257,7 @@ def _check_overlap(frame: Frame, target: Grid) -> None:
 def _as_frames(source: Sequence[Frame] | PathLike) -> list[Frame]:
     if isinstance(source, (str, Path)):
         path = Path(source)
-        if path.is_file() and path.suffix.lower() in (".csv", ".parquet", ".pq", ".txt"):
+        if path.is_file() and path.suffix.lower() in INDEX_SUFFIXES:
             return read_index(path)
         return frames_from_folder(path)
     return list(source)
@@ -312,18 +313,21 @@ class SeriesReader:
     ) -> None:
         self.frames, self.location = _one_location(source, location)
         self.grid = grid or frame_grid(self.frames[0])
-        self._readers: list[GeoTiffReader | BandFilesReader] = []
+        # the registry lists this module's index entry, so it is imported here, not at the top
+        from satmae.data.readers.registry import open_frame
+
+        self._readers: list[Reader] = []
         try:
             for frame in self.frames:
                 _check_overlap(frame, self.grid)
-                reader: GeoTiffReader | BandFilesReader
-                if frame.path.is_dir():
-                    reader = BandFilesReader(frame.path, bands, grid=self.grid, time=frame.time)
-                else:
-                    order = band_order if band_order is not None else frame.band_order
-                    reader = GeoTiffReader(
-                        frame.path, bands, band_order=order, time=frame.time, grid=self.grid
-                    )
+                order = band_order if band_order is not None else frame.band_order
+                options = ReadOptions(
+                    tuple(bands) if bands is not None else None,
+                    tuple(order) if order is not None else None,
+                    self.grid,
+                    frame.time,
+                )
+                reader = open_frame(frame.path, options)
                 self._readers.append(reader)
                 bands = reader.bands
         except BaseException:
@@ -347,6 +351,9 @@ class SeriesReader:
             "bands": self.bands,
             "valid": torch.cat([sample["valid"] for sample in samples]),
             "location": self.location,
+            "harmonized": tuple(
+                frame for sample in samples for frame in sample.get("harmonized", ({},))
+            ),
         }
         target.attach(series)
         label = self.frames[0].label
@@ -406,3 +413,22 @@ def read_series(
     target = resolve_window(grid or frame_grid(frames[0]), window, bounds)
     with SeriesReader(frames, bands, band_order=band_order, grid=target) as reader:
         return reader.read()
+
+
+def detect_index(path: Path) -> bool:
+    """Registry test: an index table (CSV or Parquet)."""
+    return path.is_file() and path.suffix.lower() in INDEX_SUFFIXES
+
+
+def index_sources(path: Path, options: ReadOptions) -> list[Source]:
+    """Registry entry: an index table holds one series per location."""
+    bands, band_order, grid = options.bands, options.band_order, options.grid
+    return [
+        Source(
+            location or path.stem,
+            partial(read_series, frames, bands, band_order=band_order, grid=grid),
+            frames[0].path,
+            partial(SeriesReader, frames, bands, band_order=band_order, grid=grid),
+        )
+        for location, frames in group_by_location(read_index(path)).items()
+    ]
