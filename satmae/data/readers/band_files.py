@@ -18,24 +18,17 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from functools import partial
 from pathlib import Path
+from typing import Unpack
 
 from affine import Affine
-from rasterio.enums import Resampling
 from rasterio.windows import Window
 
 from satmae.bands import SENTINEL2_BANDS, canonical_band, canonical_layer
 from satmae.data.grid import BoundsLike, Grid, PathLike, dataset_grid, open_raster
 from satmae.data.readers.offset import Offset, file_offset, product_offset
-from satmae.data.readers.one_date import (
-    Layer,
-    OneDateReader,
-    read_once,
-    resolve_time,
-    select_bands,
-)
+from satmae.data.readers.one_date import Layer, OneDateOptions, OneDateReader, read_once
 from satmae.data.readers.protocol import RASTER_SUFFIXES, ReadOptions, Source
 from satmae.data.sample import Sample, to_epoch_seconds
 from satmae.data.validity import DEFAULT_NODATA
@@ -179,13 +172,9 @@ class BandFilesReader(OneDateReader):
         bands: bands to return, in this order; ``None`` returns every band found.
         grid: target grid; default the full grid of the finest requested band.
         resolution: pixel size of the default grid in CRS units (e.g. 20 for a 20 m stack).
-        resampling: how reflectance is resampled onto the grid.
-        time: acquisition time; default the SAFE sensing time, else no ``times``.
-        nodata: value marking missing pixels; default each file's nodata, else 0.
-        scl: where the scene classification (SCL) that feeds the valid mask comes from:
-            ``True`` uses the product's SCL file if it has one; a path names the SCL file;
-            ``False`` ignores SCL.
-        location: location id stored in samples (default the folder name).
+        **options: ``resampling``, ``time``, ``nodata``, ``scl``, ``location``
+            (:class:`~satmae.data.readers.one_date.OneDateOptions`); the default time is the
+            SAFE sensing time, the default SCL the product's SCL file.
 
     Raises:
         FileNotFoundError: if the folder or a mapped file does not exist.
@@ -200,22 +189,19 @@ class BandFilesReader(OneDateReader):
         *,
         grid: Grid | None = None,
         resolution: float | None = None,
-        resampling: Resampling = Resampling.bilinear,
-        time: datetime | str | int | None = None,
-        nodata: float | None = None,
-        scl: PathLike | bool = True,
-        location: str | None = None,
+        **options: Unpack[OneDateOptions],
     ) -> None:
         super().__init__()
         files = _files_of(source)
         where = "the given files" if isinstance(source, Mapping) else str(source)
         available = [name for name in files if name != "SCL"]
         hint = "Request only bands the product holds (a Level-2A product has no B10)"
-        self.bands = select_bands(bands, available, where, hint)
+        self._request(bands, available, where, hint, options)
+        nodata = options.get("nodata")
         self.nodata = DEFAULT_NODATA if nodata is None else nodata
-        self.time = resolve_time(time)
         if self.time is None and not isinstance(source, Mapping):
             self.time = safe_time(source)
+        location = options.get("location")
         if location is None:
             location = "" if isinstance(source, Mapping) else Path(source).name
         self.location = location
@@ -227,12 +213,13 @@ class BandFilesReader(OneDateReader):
                 fill = self.nodata if fill is None else fill
                 layers.append(Layer(dataset, (1,), fill, files[band]))
             self.offset = self._find_offset(files, layers)
+            scl = options.get("scl", True)
             scl_file = files.get("SCL") if scl is True else scl or None
             scl_layer = self._open_scl(scl_file) if scl_file is not None else None
             if grid is None:
                 finest = min(layers, key=lambda layer: layer.dataset.res[0])
                 grid = _grid_at(dataset_grid(finest.dataset), resolution)
-            self._start(layers, scl_layer, grid, resampling)
+            self._start(layers, scl_layer, grid, options)
         except BaseException:
             self.close()
             raise
@@ -261,11 +248,7 @@ def read_band_files(
     resolution: float | None = None,
     window: Window | None = None,
     bounds: BoundsLike | None = None,
-    resampling: Resampling = Resampling.bilinear,
-    time: datetime | str | int | None = None,
-    nodata: float | None = None,
-    scl: PathLike | bool = True,
-    location: str | None = None,
+    **options: Unpack[OneDateOptions],
 ) -> Sample:
     """Read per-band Sentinel-2 files onto one grid as a one-date sample.
 
@@ -278,11 +261,7 @@ def read_band_files(
         resolution: pixel size of the default grid in CRS units (e.g. 20 for a 20 m stack).
         window: pixel window of the target grid (may extend past its edges).
         bounds: (left, bottom, right, top) in the target CRS, instead of ``window``.
-        resampling: how reflectance is resampled onto the grid.
-        time: acquisition time; default the SAFE sensing time, else no ``times``.
-        nodata: value marking missing pixels; default each file's nodata, else 0.
-        scl: the SCL source, as for :class:`BandFilesReader`.
-        location: location id stored in the sample (default the folder name).
+        **options: as for :class:`BandFilesReader`.
 
     Returns:
         ``image (1, C, H, W)`` float32 (reflectance x 10000 without offset),
@@ -293,16 +272,8 @@ def read_band_files(
         ValueError: if requested bands are missing (listed), a file is corrupt or truncated,
             or the files cannot be put on one grid.
     """
-    reader = BandFilesReader(
-        source,
-        bands,
-        resolution=resolution,
-        time=time,
-        nodata=nodata,
-        scl=scl,
-        location=location,
-    )
-    return read_once(reader, window, bounds, grid, resampling)
+    reader = BandFilesReader(source, bands, resolution=resolution, **options)
+    return read_once(reader, window, bounds, grid)
 
 
 def is_band_folder(path: Path) -> bool:

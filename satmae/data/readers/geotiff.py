@@ -9,9 +9,9 @@ It is never guessed: a file that names no bands and comes without a declared ord
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 from functools import partial
 from pathlib import Path
+from typing import Unpack
 
 from rasterio.enums import Resampling
 from rasterio.io import DatasetReader
@@ -20,13 +20,7 @@ from rasterio.windows import Window
 from satmae.bands import canonical_layer
 from satmae.data.grid import BoundsLike, Grid, PathLike, dataset_grid, open_raster
 from satmae.data.readers.offset import file_offset
-from satmae.data.readers.one_date import (
-    Layer,
-    OneDateReader,
-    read_once,
-    resolve_time,
-    select_bands,
-)
+from satmae.data.readers.one_date import Layer, OneDateOptions, OneDateReader, read_once
 from satmae.data.readers.protocol import RASTER_SUFFIXES, ReadOptions, Source
 from satmae.data.sample import Sample, to_epoch_seconds
 from satmae.data.validity import DEFAULT_NODATA
@@ -215,14 +209,10 @@ class GeoTiffReader(OneDateReader):
         band_order: declared names of the file's bands (only for files without descriptions).
         grid: the grid windows refer to (default the file's own); a file on another grid or
             CRS is seen through one WarpedVRT, opened here and reused by every read.
-        resampling: how reflectance is resampled onto ``grid``.
-        time: acquisition time; default is the file's ``datetime``-like tag, else no ``times``.
-        nodata: value marking missing pixels; default the file's nodata, else 0 (the
-            Sentinel-2 convention).
-        scl: where the scene classification (SCL) that feeds the valid mask comes from:
-            ``True`` uses an ``SCL`` band of the file, else a ``<stem>_SCL`` file beside it
-            (:func:`scl_companion`); a path names the SCL file; ``False`` ignores SCL.
-        location: location id stored in samples (default the file stem).
+        **options: ``resampling``, ``time``, ``nodata``, ``scl``, ``location``
+            (:class:`~satmae.data.readers.one_date.OneDateOptions`); the default SCL is an
+            ``SCL`` band of the file, else a ``<stem>_SCL`` file beside it
+            (:func:`scl_companion`).
 
     Raises:
         FileNotFoundError: if the file does not exist.
@@ -236,11 +226,7 @@ class GeoTiffReader(OneDateReader):
         *,
         band_order: Sequence[str] | None = None,
         grid: Grid | None = None,
-        resampling: Resampling = Resampling.bilinear,
-        time: datetime | str | int | None = None,
-        nodata: float | None = None,
-        scl: PathLike | bool = True,
-        location: str | None = None,
+        **options: Unpack[OneDateOptions],
     ) -> None:
         super().__init__()
         self.path = Path(path)
@@ -248,21 +234,20 @@ class GeoTiffReader(OneDateReader):
             dataset = self._open(path)
             names = band_names_of(dataset, path, band_order)
             spectral = [name for name in names if name != "SCL"]
-            self.bands = select_bands(
-                bands, spectral, str(path), "Request only bands the file holds, or add them"
-            )
-            fill = nodata if nodata is not None else dataset.nodata
+            hint = "Request only bands the file holds, or add them"
+            self._request(bands, spectral, str(path), hint, options)
+            fill = options.get("nodata")
+            fill = dataset.nodata if fill is None else fill
             self.nodata = DEFAULT_NODATA if fill is None else float(fill)
-            self.time = resolve_time(time)
             if self.time is None:
                 self.time = file_time(dataset, path)
-            self.location = location if location is not None else self.path.stem
+            location = options.get("location")
+            self.location = self.path.stem if location is None else location
             self.offset = file_offset(dataset, self.path, names)
             indexes = tuple(names.index(band) + 1 for band in self.bands)
             layer = Layer(dataset, indexes, self.nodata, self.path)
-            self._start(
-                [layer], self._scl_layer(dataset, names, scl), grid or dataset_grid(dataset)
-            )
+            scl = self._scl_layer(dataset, names, options.get("scl", True))
+            self._start([layer], scl, grid or dataset_grid(dataset), options)
         except BaseException:
             self.close()
             raise
@@ -293,11 +278,7 @@ def read_geotiff(
     grid: Grid | None = None,
     window: Window | None = None,
     bounds: BoundsLike | None = None,
-    resampling: Resampling = Resampling.bilinear,
-    time: datetime | str | int | None = None,
-    nodata: float | None = None,
-    scl: PathLike | bool = True,
-    location: str | None = None,
+    **options: Unpack[OneDateOptions],
 ) -> Sample:
     """Read one date of a multi-band GeoTIFF/COG into a sample, by band name and window.
 
@@ -313,12 +294,7 @@ def read_geotiff(
         grid: target grid to reproject/resample onto (default the file's own grid).
         window: pixel window of the grid (may extend past the edges; padding is invalid).
         bounds: (left, bottom, right, top) in the grid's CRS, instead of ``window``.
-        resampling: how reflectance is resampled when the file is not on ``grid``.
-        time: acquisition time; default is the file's ``datetime``-like tag, else no ``times``.
-        nodata: value marking missing pixels; default the file's nodata, else 0 (the
-            Sentinel-2 convention).
-        scl: the SCL source, as for :class:`GeoTiffReader`.
-        location: location id stored in the sample.
+        **options: as for :class:`GeoTiffReader`.
 
     Returns:
         A sample with ``image (1, C, H, W)`` float32 (reflectance x 10000 without offset),
@@ -329,10 +305,8 @@ def read_geotiff(
         FileNotFoundError: if the file does not exist.
         ValueError: for corrupt files, unnamed/duplicate/missing bands or bad windows.
     """
-    reader = GeoTiffReader(
-        path, bands, band_order=band_order, time=time, nodata=nodata, scl=scl, location=location
-    )
-    return read_once(reader, window, bounds, grid, resampling)
+    reader = GeoTiffReader(path, bands, band_order=band_order, **options)
+    return read_once(reader, window, bounds, grid)
 
 
 def detect(path: Path) -> bool:

@@ -13,7 +13,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Self
+from typing import Self, TypedDict
 
 import numpy as np
 import torch
@@ -57,6 +57,30 @@ class Layer:
         )
 
 
+class OneDateOptions(TypedDict, total=False):
+    """The keyword options that every one-date reader takes, under one name each.
+
+    Attributes:
+        resampling: how reflectance is resampled onto the reader's grid (default bilinear;
+            SCL is always resampled nearest).
+        time: acquisition time (datetime, ISO 8601 string or seconds since epoch); default
+            what the source says (a file's ``datetime``-like tag, a SAFE product name), else
+            the samples have no ``times``.
+        nodata: value marking missing pixels; default each file's nodata, else 0 (the
+            Sentinel-2 convention).
+        scl: where the scene classification (SCL) that feeds the valid mask comes from:
+            ``True`` (default) the source's own (an ``SCL`` band, a ``<stem>_SCL`` file beside
+            a raster, a product's SCL file); a path names the SCL file; ``False`` ignores SCL.
+        location: location id stored in samples (default the file stem or folder name).
+    """
+
+    resampling: Resampling
+    time: datetime | str | int | None
+    nodata: float | None
+    scl: PathLike | bool
+    location: str | None
+
+
 def select_bands(
     requested: Sequence[str] | None, available: Sequence[str], where: str, hint: str
 ) -> tuple[str, ...]:
@@ -91,6 +115,7 @@ class OneDateReader:
         time: acquisition time in seconds since epoch, or None.
         location: location id stored in samples.
         offset: the Sentinel-2 offset removed from the pixels, if one was found.
+        resampling: how reflectance is resampled onto the grid.
     """
 
     bands: tuple[str, ...]
@@ -99,12 +124,25 @@ class OneDateReader:
     time: int | None
     location: str
     offset: Offset | None
+    resampling: Resampling
 
     def __init__(self) -> None:
         self._contexts: list[AbstractContextManager[DatasetReader]] = []
         self._layers: list[Layer] = []
         self._scl: Layer | None = None
         self._views: list[OnGrid] = []
+
+    def _request(
+        self,
+        bands: Sequence[str] | None,
+        available: Sequence[str],
+        where: str,
+        hint: str,
+        options: OneDateOptions,
+    ) -> None:
+        """Set :attr:`bands` (see :func:`select_bands`) and the caller's :attr:`time`."""
+        self.bands = select_bands(bands, available, where, hint)
+        self.time = resolve_time(options.get("time"))
 
     def _open(self, path: PathLike) -> DatasetReader:
         """Open a file that :meth:`close` will close."""
@@ -123,15 +161,12 @@ class OneDateReader:
         return Layer(dataset, (1,), 0.0, Path(path), Resampling.nearest)
 
     def _start(
-        self,
-        layers: Sequence[Layer],
-        scl: Layer | None,
-        grid: Grid,
-        resampling: Resampling = Resampling.bilinear,
+        self, layers: Sequence[Layer], scl: Layer | None, grid: Grid, options: OneDateOptions
     ) -> None:
         """Put the layers (channels in order) and the SCL layer on ``grid``."""
         self._layers, self._scl, self.grid = list(layers), scl, grid
-        self._views = self._views_on(grid, resampling)
+        self.resampling = options.get("resampling", Resampling.bilinear)
+        self._views = self._views_on(grid, self.resampling)
 
     def _views_on(self, grid: Grid, resampling: Resampling) -> list[OnGrid]:
         views = []
@@ -216,7 +251,6 @@ def read_once(
     window: Window | None,
     bounds: BoundsLike | None,
     grid: Grid | None,
-    resampling: Resampling,
 ) -> Sample:
     """Read one window of a freshly opened reader, then close it.
 
@@ -226,4 +260,5 @@ def read_once(
     with reader:
         if grid is None:
             return reader.read(window, bounds)
-        return reader.read(grid=resolve_window(grid, window, bounds), resampling=resampling)
+        target = resolve_window(grid, window, bounds)
+        return reader.read(grid=target, resampling=reader.resampling)
