@@ -1,7 +1,8 @@
 """The checks behind ``satmae check``: does this data match what a model expects?
 
 Each check returns a :class:`CheckResult` (``ok``, ``warn``, ``error`` or ``skip``) with a
-sentence a user can act on: pixel-based band checks (:mod:`~satmae.data.checks.bands`), checks
+sentence a user can act on: pixel-based band checks (:mod:`~satmae.data.checks.bands`), the
+check for an unapplied Sentinel-2 offset (:mod:`~satmae.data.checks.offset`), checks
 against a model bundle (:mod:`~satmae.data.checks.model`), and the checks of one sample against
 statistics and of grids across files, with :func:`check_sample` running them all
 (:mod:`~satmae.data.checks.sample`).
@@ -21,6 +22,7 @@ from satmae.data.checks.model import (
     check_normalization,
     load_model_spec,
 )
+from satmae.data.checks.offset import check_offset
 from satmae.data.checks.sample import (
     check_band_means,
     check_grids,
@@ -40,6 +42,7 @@ __all__ = [
     "check_model",
     "check_nir_pair",
     "check_normalization",
+    "check_offset",
     "check_resolution",
     "check_sample",
     "check_scale",

@@ -23,6 +23,7 @@ from satmae.data.checks.bands import (
     reflectance_scale,
 )
 from satmae.data.checks.model import ModelSpec, check_model, check_normalization
+from satmae.data.checks.offset import check_offset
 from satmae.data.grid import Grid, same_crs
 from satmae.data.stats import BandStats
 
@@ -208,6 +209,7 @@ def check_sample(
     results += check_nir_pair(sample, source)
     results += check_correlations(sample, source)
     results += check_scale(sample, stats, source, dtype)
+    results += check_offset(sample, source)
     if stats is not None and all(b in stats.mean for b in sample["bands"]):
         results += check_band_means(sample, stats, source)
         results += check_normalization(sample, stats, source)
