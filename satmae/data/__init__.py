@@ -60,10 +60,13 @@ _LAZY: dict[str, str] = {
     "ChipStoreWriter": "satmae.data.store.chipwriter",
     "ChipDataset": "satmae.data.store.datasets",
     "ChipStream": "satmae.data.store.datasets",
+    "batch_loader": "satmae.data.store.datasets",
+    "SeriesAugment": "satmae.data.augment",
     "write_demo_set": "satmae.data.synthetic",
 }
 
 if TYPE_CHECKING:
+    from satmae.data.augment import SeriesAugment
     from satmae.data.checks import CheckResult, check_offset, check_sample, load_model_spec
     from satmae.data.grid import Grid
     from satmae.data.readers.band_files import BandFilesReader, find_band_files, read_band_files
@@ -98,7 +101,7 @@ if TYPE_CHECKING:
     from satmae.data.stats import BandStats, Normalize, load_stats
     from satmae.data.store.chipstore import ChipStore
     from satmae.data.store.chipwriter import ChipStoreWriter
-    from satmae.data.store.datasets import ChipDataset, ChipStream
+    from satmae.data.store.datasets import ChipDataset, ChipStream, batch_loader
     from satmae.data.synthetic import write_demo_set
     from satmae.data.validity import ValidityPolicy, valid_mask
 
@@ -121,10 +124,12 @@ __all__ = [
     "Reader",
     "ReaderEntry",
     "Sample",
+    "SeriesAugment",
     "SeriesReader",
     "Source",
     "ValidityPolicy",
     "band_names",
+    "batch_loader",
     "bigearthnet_patches",
     "check_offset",
     "check_sample",
