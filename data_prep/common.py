@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from satmae.bands import L2A_BANDS, canonical_bands
 from satmae.data.parallel import run_tasks
-from satmae.data.readers.series import Frame
+from satmae.data.readers.frames import Frame
 from satmae.data.store.chipping import (
     ChipPlan,
     LocationReport,

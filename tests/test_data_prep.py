@@ -16,8 +16,8 @@ from affine import Affine
 
 from satmae.bands import L1C_BANDS, resolution
 from satmae.data.parallel import run_tasks
+from satmae.data.readers.frames import frames_from_folder
 from satmae.data.readers.layouts import OSCD_IMAGES
-from satmae.data.readers.series import frames_from_folder
 from satmae.data.store.chipping import ChipPlan, LocationTask, chip_location, part_name
 from satmae.data.store.chipstore import ChipStore
 

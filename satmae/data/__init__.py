@@ -36,9 +36,10 @@ _LAZY: dict[str, str] = {
     "find_band_files": "satmae.data.readers.band_files",
     "SeriesReader": "satmae.data.readers.series",
     "read_series": "satmae.data.readers.series",
-    "Frame": "satmae.data.readers.series",
-    "read_index": "satmae.data.readers.series",
-    "frames_from_folder": "satmae.data.readers.series",
+    "Frame": "satmae.data.readers.frames",
+    "read_index": "satmae.data.readers.frames",
+    "frames_from_folder": "satmae.data.readers.frames",
+    "group_by_location": "satmae.data.readers.frames",
     "read_cube": "satmae.data.readers.cube",
     "sample_to_dataarray": "satmae.data.readers.cube",
     "read_oscd_city": "satmae.data.readers.layouts",
@@ -71,6 +72,12 @@ if TYPE_CHECKING:
     from satmae.data.grid import Grid
     from satmae.data.readers.band_files import BandFilesReader, find_band_files, read_band_files
     from satmae.data.readers.cube import read_cube, sample_to_dataarray
+    from satmae.data.readers.frames import (
+        Frame,
+        frames_from_folder,
+        group_by_location,
+        read_index,
+    )
     from satmae.data.readers.geotiff import GeoTiffReader, band_names, read_geotiff
     from satmae.data.readers.layouts import (
         bigearthnet_patches,
@@ -82,13 +89,7 @@ if TYPE_CHECKING:
     from satmae.data.readers.one_date import OneDateOptions
     from satmae.data.readers.protocol import RASTER_SUFFIXES, Reader, ReadOptions, Source
     from satmae.data.readers.registry import READERS, ReaderEntry
-    from satmae.data.readers.series import (
-        Frame,
-        SeriesReader,
-        frames_from_folder,
-        read_index,
-        read_series,
-    )
+    from satmae.data.readers.series import SeriesReader, read_series
     from satmae.data.readers.sources import iter_tiles, list_sources, read_center
     from satmae.data.readers.torchgeo_adapter import from_torchgeo
     from satmae.data.sample import (
@@ -138,6 +139,7 @@ __all__ = [
     "frames_from_folder",
     "from_epoch_seconds",
     "from_torchgeo",
+    "group_by_location",
     "iter_tiles",
     "list_sources",
     "load_model_spec",

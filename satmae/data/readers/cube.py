@@ -67,13 +67,21 @@ def _is_band(name: str) -> bool:
     return True
 
 
-def _reproject(array: xr.DataArray, source: Grid, target: Grid, fill: float) -> xr.DataArray:
+def _reproject(
+    array: xr.DataArray, source: Grid, target: Grid, fill: float, time_dim: str
+) -> xr.DataArray:
     """``array`` warped onto ``target`` (bilinear), pixels outside it set to ``fill``."""
     if source.crs is None or target.crs is None:
         raise ValueError(
             "the cube has no CRS or the grid has none, and the cube is not on the grid, so it "
             "cannot be reprojected onto it; write a CRS (cube.rio.write_crs) or drop grid="
         )
+    if time_dim in array.dims:  # rioxarray warps (band, y, x) arrays: one date at a time
+        dates = [
+            _reproject(array.isel({time_dim: index}), source, target, fill, time_dim)
+            for index in range(array.sizes[time_dim])
+        ]
+        return xr.concat(dates, dim=array[time_dim])
     warped: xr.DataArray = array.rio.reproject(
         target.crs,
         transform=target.transform,
@@ -165,7 +173,7 @@ def read_cube(
     fill = nodata if nodata is not None else array.rio.nodata
     fill = DEFAULT_NODATA if fill is None else float(fill)
     if full.aligned_offset(target) is None:
-        array, full = _reproject(array, full, target, fill), target
+        array, full = _reproject(array, full, target, fill, time_dim), target
     col, row = full.aligned_offset(target) or (0, 0)
     selection: dict[str, Any] = {
         y_dim: slice(max(row, 0), row + target.height),

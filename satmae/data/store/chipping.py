@@ -20,7 +20,8 @@ import numpy as np
 import torch
 from rasterio.windows import Window
 
-from satmae.data.readers.series import Frame, frame_grid, read_series
+from satmae.data.readers.frames import Frame
+from satmae.data.readers.series import frame_grid, read_series
 from satmae.data.sample import Sample
 from satmae.data.sampling import (
     DatePolicy,
