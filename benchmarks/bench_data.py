@@ -5,7 +5,7 @@ to 13 bands on the 10 m grid and written as tiled GeoTIFFs (one per city and dat
 delivers 13-band 96x96 chips to a DataLoader (batch 16) with 0 and with 2 workers:
 
 (a) torchgeo ``RasterDataset`` + ``RandomGeoSampler``;
-(b) our windowed reader (``satmae.data.geotiff.GeoTiffReader``, one open reader per file and
+(b) our windowed reader (``satmae.data.readers.geotiff.GeoTiffReader``, one open reader per file and
     process) on random windows of the same files;
 (c) the chip store (``ChipStream`` in batched mode), cut from the same files on a 96 px grid
     (stride 48).
@@ -38,13 +38,13 @@ from rasterio.windows import Window
 from torch.utils.data import DataLoader, Dataset
 
 from satmae.bands import L1C_BANDS
-from satmae.data.chipstore import ChipStore
-from satmae.data.chipwriter import ChipStoreWriter
-from satmae.data.datasets import ChipStream, batch_loader
-from satmae.data.geotiff import GeoTiffReader, read_geotiff
-from satmae.data.layouts import oscd_cities, read_oscd_city
+from satmae.data.readers.geotiff import GeoTiffReader, read_geotiff
+from satmae.data.readers.layouts import oscd_cities, read_oscd_city
 from satmae.data.sample import collate_samples, from_epoch_seconds
 from satmae.data.sampling import grid_windows
+from satmae.data.store.chipstore import ChipStore
+from satmae.data.store.chipwriter import ChipStoreWriter
+from satmae.data.store.datasets import ChipStream, batch_loader
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "oscd"
 SIZE = 96

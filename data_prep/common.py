@@ -7,10 +7,16 @@ import sys
 from collections.abc import Sequence
 
 from satmae.bands import L2A_BANDS, canonical_bands
-from satmae.data.chipping import ChipPlan, LocationReport, LocationTask, chip_location, summarize
-from satmae.data.chipstore import remove_temporaries
 from satmae.data.parallel import run_tasks
-from satmae.data.series import Frame
+from satmae.data.readers.frames import Frame
+from satmae.data.store.chipping import (
+    ChipPlan,
+    LocationReport,
+    LocationTask,
+    chip_location,
+    summarize,
+)
+from satmae.data.store.chipstore import remove_temporaries
 
 
 def recipe_parser(doc: str) -> argparse.ArgumentParser:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from common import add_plan_arguments, recipe_parser, run_locations
 
-from satmae.data.series import Frame, read_index
+from satmae.data.readers.frames import Frame, read_index
 
 
 def gather(csv: Path, limit: int | None) -> dict[str, list[Frame]]:

@@ -23,10 +23,10 @@ import rasterio
 from common import add_scale_out_arguments, recipe_parser
 
 from satmae.bands import L1C_BANDS
-from satmae.data.band_files import find_band_files, read_band_files
 from satmae.data.grid import dataset_grid, open_raster
-from satmae.data.layouts import OSCD_IMAGES, oscd_cities
 from satmae.data.parallel import run_tasks
+from satmae.data.readers.band_files import find_band_files, read_band_files
+from satmae.data.readers.layouts import OSCD_IMAGES, oscd_cities
 
 LABELS = (
     "Onera Satellite Change Detection dataset - Train Labels",

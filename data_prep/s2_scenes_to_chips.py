@@ -15,7 +15,7 @@ from pathlib import Path
 
 from common import add_plan_arguments, recipe_parser, run_locations
 
-from satmae.data.series import Frame, frames_from_folder, group_by_location, read_index
+from satmae.data.readers.frames import Frame, frames_from_folder, group_by_location, read_index
 
 
 def gather(sources: list[Path]) -> dict[str, list[Frame]]:

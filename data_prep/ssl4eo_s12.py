@@ -15,7 +15,7 @@ from pathlib import Path
 
 from common import add_plan_arguments, recipe_parser, run_locations
 
-from satmae.data.series import Frame, frames_from_folder
+from satmae.data.readers.frames import Frame, frames_from_folder
 
 
 def gather(root: Path, split: str, limit: int | None) -> dict[str, list[Frame]]:

@@ -15,11 +15,11 @@ import torch
 from affine import Affine
 
 from satmae.bands import L1C_BANDS, resolution
-from satmae.data.chipping import ChipPlan, LocationTask, chip_location, part_name
-from satmae.data.chipstore import ChipStore
-from satmae.data.layouts import OSCD_IMAGES
 from satmae.data.parallel import run_tasks
-from satmae.data.series import frames_from_folder
+from satmae.data.readers.frames import frames_from_folder
+from satmae.data.readers.layouts import OSCD_IMAGES
+from satmae.data.store.chipping import ChipPlan, LocationTask, chip_location, part_name
+from satmae.data.store.chipstore import ChipStore
 
 RECIPES = Path(__file__).resolve().parents[1] / "data_prep"
 BANDS = ("B02", "B03", "B04", "B05", "B08", "B11")

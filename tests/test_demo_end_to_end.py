@@ -15,11 +15,11 @@ from rasterio.windows import Window
 import satmae
 from satmae.bands import L2A_BANDS
 from satmae.cli import main
-from satmae.data.chipstore import ChipStore
-from satmae.data.geotiff import GeoTiffReader, scl_companion
-from satmae.data.series import SeriesReader, read_series
-from satmae.data.sources import list_sources
+from satmae.data.readers.geotiff import GeoTiffReader, scl_companion
+from satmae.data.readers.series import SeriesReader, read_series
+from satmae.data.readers.sources import list_sources
 from satmae.data.stats import Normalize, load_stats
+from satmae.data.store.chipstore import ChipStore
 from satmae.data.synthetic import DemoConfig, DemoSet, write_demo_set
 
 SCL_INVALID_CODES = (0, 1, 3, 8, 9, 10)

@@ -8,7 +8,7 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the real imports are in the functions, so `satmae --help` stays fast
-    from satmae.data.check import CheckResult
+    from satmae.data.checks import CheckResult
     from satmae.data.grid import Grid
     from satmae.data.stats import BandStats
 
@@ -28,8 +28,8 @@ def run(args: argparse.Namespace) -> int:
     from rich.table import Table
     from tqdm.auto import tqdm
 
-    from satmae.data.check import check_grids, check_sample, load_model_spec
-    from satmae.data.sources import list_sources, read_center
+    from satmae.data.checks import check_grids, check_sample, load_model_spec
+    from satmae.data.readers.sources import list_sources, read_center
     from satmae.data.stats import load_stats
 
     model = load_model_spec(args.model) if args.model else None

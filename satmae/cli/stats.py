@@ -14,7 +14,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.table import Table
     from tqdm.auto import tqdm
 
-    from satmae.data.sources import iter_tiles, list_sources
+    from satmae.data.readers.sources import iter_tiles, list_sources
     from satmae.data.stats import DEFAULT_PERCENTILES, StatsAccumulator
 
     if args.percentiles is None:

@@ -2,13 +2,18 @@
 
 A sample is a plain dict, torchgeo-style, so torchgeo datasets and ours compose:
 
-- ``image``: float32 ``(T, C, H, W)``, reflectance as stored (e.g. L2A x 10000).
+- ``image``: float32 ``(T, C, H, W)``, reflectance x 10000 without offset (as stored by
+  Sentinel-2 products before processing baseline 04.00; readers remove the later offset).
 - ``times``: int64 ``(T,)`` seconds since 1970-01-01 UTC (absent only for undated images, which
   models without a temporal encoding accept).
 - ``bands``: tuple of C canonical band names, in the order of ``image``'s C axis.
 - ``valid``: bool ``(T, H, W)``; False for nodata, cloud, shadow and padding.
 - optional geo keys: ``crs`` (WKT or EPSG string), ``transform`` (6 affine coefficients of the
   pixel grid), ``bounds`` (left, bottom, right, top), ``location`` (an id).
+- ``harmonized`` (set by the raster readers): one dict per frame saying which Sentinel-2
+  offset was removed and where it was declared (``{"offset": {"B02": -1000.0, ...},
+  "source": ".../MTD_MSIL2A.xml"}``), ``{}`` where none was found; see
+  :mod:`satmae.data.readers.offset`.
 
 Batches stack to ``(B, T, C, H, W)``; :func:`collate_samples` does that for a DataLoader.
 """
@@ -40,6 +45,7 @@ class Sample(TypedDict):
     label: NotRequired[Tensor]  # class index () or multi-hot (K,)
     label_names: NotRequired[tuple[str, ...]]  # the label as class names, when known
     mask: NotRequired[Tensor]  # (1, H, W) per-pixel target, e.g. OSCD change
+    harmonized: NotRequired[tuple[dict[str, Any], ...]]  # per frame: the offset removed, or {}
 
 
 def to_epoch_seconds(moment: datetime | np.datetime64 | str) -> int:

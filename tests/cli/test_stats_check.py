@@ -7,7 +7,7 @@ from rasterio.transform import from_origin
 
 from satmae.bands import L1C_BANDS
 from satmae.cli import main
-from satmae.data.layouts import read_oscd_city
+from satmae.data.readers.layouts import read_oscd_city
 
 
 def write_stack(path, image, names):

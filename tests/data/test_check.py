@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from satmae.bands import DATASET_BAND_ORDERS, L1C_BANDS, resolution
-from satmae.data.check import (
+from satmae.data.checks import (
     check_correlations,
     check_grids,
     check_nir_pair,
@@ -15,7 +15,7 @@ from satmae.data.check import (
     reflectance_scale,
 )
 from satmae.data.grid import Grid
-from satmae.data.layouts import read_oscd_city
+from satmae.data.readers.layouts import read_oscd_city
 from satmae.data.stats import load_stats
 
 

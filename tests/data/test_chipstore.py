@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 import torch
 
-from satmae.data.chipstore import (
+from satmae.data.store.chipstore import (
     ChipStore,
     list_parts,
     part_exists,
     remove_temporaries,
 )
-from satmae.data.chipwriter import ChipStoreWriter
+from satmae.data.store.chipwriter import ChipStoreWriter
 from satmae.data.validity import ValidityPolicy
 
 BANDS = ("B02", "B03", "B04", "B08")
@@ -108,7 +108,7 @@ def test_killed_writer_does_not_corrupt_the_store_and_resumes(tmp_path: Path) ->
         f"""
         import os
         import numpy as np
-        from satmae.data.chipwriter import ChipStoreWriter
+        from satmae.data.store.chipwriter import ChipStoreWriter
         writer = ChipStoreWriter(
             {str(tmp_path)!r}, "killed", bands={BANDS!r}, frames=2, height=8, width=6,
             chips_per_batch=3,

@@ -9,15 +9,15 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
-from satmae.data.chipwriter import ChipStoreWriter
-from satmae.data.datasets import (
+from satmae.data.sample import collate_samples
+from satmae.data.store.chipwriter import ChipStoreWriter
+from satmae.data.store.datasets import (
     ChipDataset,
     ChipStream,
     batch_loader,
     epoch_order,
     shard_indices,
 )
-from satmae.data.sample import collate_samples
 
 BANDS = ("B02", "B03", "B04")
 
@@ -162,7 +162,7 @@ def test_batched_stream_matches_samples(store: Path) -> None:
 def test_pickled_stream_keeps_its_rank_for_spawned_workers(store: Path, monkeypatch) -> None:
     import pickle
 
-    import satmae.data.datasets as datasets
+    import satmae.data.store.datasets as datasets
 
     stream = ChipStream(store, seed=1)
     monkeypatch.setattr(datasets, "distributed_context", lambda: (1, 3))

@@ -10,9 +10,9 @@ from rasterio.transform import from_origin
 from rasterio.windows import Window
 
 from satmae.bands import L1C_BANDS, L2A_BANDS
-from satmae.data.band_files import band_of_file, find_band_files, read_band_files
-from satmae.data.geotiff import band_names, read_geotiff
-from satmae.data.layouts import (
+from satmae.data.readers.band_files import band_of_file, find_band_files, read_band_files
+from satmae.data.readers.geotiff import band_names, read_geotiff
+from satmae.data.readers.layouts import (
     bigearthnet_patches,
     oscd_cities,
     read_bigearthnet_patch,
@@ -339,8 +339,8 @@ def test_oscd_unparseable_dates(tmp_path):
 
 
 def test_open_readers_match_one_shot_reads(tmp_path, pixels):
-    from satmae.data.band_files import BandFilesReader
-    from satmae.data.geotiff import GeoTiffReader
+    from satmae.data.readers.band_files import BandFilesReader
+    from satmae.data.readers.geotiff import GeoTiffReader
 
     path = write_raster(tmp_path / "s2.tif", pixels, ["B02", "B03", "B04", "B08"])
     with GeoTiffReader(path, ["B08", "B02"]) as reader:

@@ -9,10 +9,11 @@ import xarray as xr
 from rasterio.transform import from_origin
 from rasterio.windows import Window
 
-from satmae.data.cube import read_cube, sample_to_dataarray
+from satmae.data.readers.cube import read_cube, sample_to_dataarray
+from satmae.data.readers.frames import Frame, date_from_name, read_index
+from satmae.data.readers.series import SeriesReader, read_series
+from satmae.data.readers.torchgeo_adapter import from_torchgeo
 from satmae.data.sample import from_epoch_seconds, to_epoch_seconds, validate_sample
-from satmae.data.series import Frame, SeriesReader, date_from_name, read_index, read_series
-from satmae.data.torchgeo_adapter import from_torchgeo
 
 BANDS = ["B02", "B03", "B04", "B08"]
 
@@ -318,7 +319,7 @@ def test_real_torchgeo_raster_dataset_sample(tmp_path):
 
 
 def test_sources_tiles_and_center(tmp_path):
-    from satmae.data.sources import iter_tiles, list_sources, read_center
+    from satmae.data.readers.sources import iter_tiles, list_sources, read_center
 
     data = frames(9, 1, size=40)[0]
     write(tmp_path / "S2_20210615.tif", data)
@@ -360,3 +361,19 @@ def test_sample_contract_validation_and_collate():
     with pytest.raises(ValueError, match=r"sample 1 of the batch names bands \(.B04.*but sample 0"):
         collate_samples([good, dict(good, bands=("B04", "B03", "B02"))])
     assert to_epoch_seconds("20161130") == to_epoch_seconds("2016-11-30T00:00:00Z") == 1480464000
+
+
+def test_cube_onto_a_grid(tmp_path):
+    from affine import Affine
+
+    from satmae.data import Grid
+
+    cube, values = make_cube()
+    own = read_cube(cube)
+    full = Grid(cube.rio.crs, Affine(*own["transform"]), 24, 20)
+    aligned = read_cube(cube, ["B02"], grid=full, window=Window(4, 2, 8, 6))
+    assert torch.equal(aligned["image"][:, 0], torch.from_numpy(values[:, 0, 2:8, 4:12]))
+    coarse = Grid(full.crs, full.transform * Affine.scale(2), 12, 10)
+    warped = read_cube(cube, ["B02"], grid=coarse)
+    assert warped["image"].shape == (2, 1, 10, 12)
+    assert warped["transform"] == tuple(coarse.transform)[:6]

@@ -1,8 +1,8 @@
 """Writing chip store parts: one writer per part, committed atomically (DESIGN §8).
 
-See :mod:`satmae.data.chipstore` for the layout. A writer streams chips into a temporary file
+See :mod:`satmae.data.store.chipstore` for the layout. A writer streams chips into a temporary file
 and renames it into place on :meth:`ChipStoreWriter.close`; a writer that is killed leaves only
-a temporary file, which readers ignore and :func:`~satmae.data.chipstore.remove_temporaries`
+a temporary file, which readers ignore and :func:`~satmae.data.store.chipstore.remove_temporaries`
 deletes.
 """
 
@@ -22,7 +22,7 @@ from fsspec.implementations.local import LocalFileSystem
 from numpy.typing import NDArray
 
 from satmae.bands import band_indices
-from satmae.data.chipstore import (
+from satmae.data.store.chipstore import (
     PARTS_DIR,
     PartInfo,
     PathLike,

@@ -20,8 +20,8 @@ import torch
 from numpy.typing import NDArray
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
-from satmae.data.chipstore import ChipStore, PathLike
 from satmae.data.sample import Sample
+from satmae.data.store.chipstore import ChipStore, PathLike
 
 SampleTransform = Callable[[Sample], Sample]
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import warnings
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +22,9 @@ from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 
 from satmae.bands import L1C_BANDS, L2A_BANDS
-from satmae.data.band_files import find_band_files, read_band_files
-from satmae.data.grid import BoundsLike, PathLike, dataset_grid, open_raster, resolve_window
+from satmae.data.grid import BoundsLike, Grid, PathLike, dataset_grid, open_raster, resolve_window
+from satmae.data.readers.band_files import find_band_files, read_band_files
+from satmae.data.readers.protocol import ReadOptions, Source
 from satmae.data.sample import Sample, to_epoch_seconds
 
 OSCD_IMAGES = "Onera Satellite Change Detection dataset - Images"
@@ -100,6 +102,7 @@ def read_oscd_city(
     city: str,
     bands: Sequence[str] = L1C_BANDS,
     *,
+    grid: Grid | None = None,
     window: Window | None = None,
     bounds: BoundsLike | None = None,
 ) -> Sample:
@@ -109,12 +112,15 @@ def read_oscd_city(
         root: the OSCD root (holding the Images and Labels folders) or the Images folder.
         city: city folder name, e.g. ``"bercy"``.
         bands: bands to return, in this order (default the 13 L1C bands in wavelength order).
-        window: pixel window of the 10 m grid.
-        bounds: (left, bottom, right, top) in the city's CRS, instead of ``window``.
+        grid: target grid (default the city's 10 m grid); the change mask comes only on a
+            grid aligned with the 10 m grid.
+        window: pixel window of the grid.
+        bounds: (left, bottom, right, top) in the grid's CRS, instead of ``window``.
 
     Returns:
-        ``image (2, C, H, W)``, ``times (2,)`` from ``dates.txt``, ``valid (2, H, W)``, geo keys,
-        ``location`` = city, and ``mask (1, H, W)`` int64 (1 = change) where labels exist.
+        ``image (2, C, H, W)``, ``times (2,)`` from ``dates.txt``, ``valid (2, H, W)``,
+        ``harmonized``, geo keys, ``location`` = city, and ``mask (1, H, W)`` int64
+        (1 = change) where labels exist.
 
     Raises:
         FileNotFoundError: if the city or its image folders are missing.
@@ -130,7 +136,7 @@ def read_oscd_city(
     first = _date_folder(folder, 1)
     with open_raster(find_band_files(first)["B02"]) as dataset:
         full = dataset_grid(dataset)
-    target = resolve_window(full, window, bounds)
+    target = resolve_window(grid or full, window, bounds)
     frames = [
         read_band_files(_date_folder(folder, date), bands, grid=target, location=city)
         for date in (1, 2)
@@ -141,12 +147,14 @@ def read_oscd_city(
         "bands": frames[0]["bands"],
         "valid": torch.cat([frame["valid"] for frame in frames]),
         "location": city,
+        "harmonized": frames[0]["harmonized"] + frames[1]["harmonized"],
     }
     target.attach(sample)
-    col, row = full.aligned_offset(target) or (0, 0)
-    change = _oscd_change_mask(images, city, Window(col, row, target.width, target.height))
-    if change is not None:
-        sample["mask"] = change
+    if (offset := full.aligned_offset(target)) is not None:
+        col, row = offset
+        window = Window(col, row, target.width, target.height)
+        if (change := _oscd_change_mask(images, city, window)) is not None:
+            sample["mask"] = change
     return sample
 
 
@@ -178,6 +186,7 @@ def read_bigearthnet_patch(
     folder: PathLike,
     bands: Sequence[str] = L2A_BANDS,
     *,
+    grid: Grid | None = None,
     classes: Sequence[str] | None = None,
 ) -> Sample:
     """Read a BigEarthNet v1 Sentinel-2 patch at 10 m (120 x 120) with its labels.
@@ -185,6 +194,7 @@ def read_bigearthnet_patch(
     Args:
         folder: the patch folder ``<patch>/`` holding ``<patch>_Bxx.tif`` files.
         bands: bands to return, in this order (default the 12 L2A bands).
+        grid: target grid (default the patch's 10 m grid).
         classes: class list for the multi-hot ``label`` (default the 43 BigEarthNet classes).
 
     Returns:
@@ -212,7 +222,7 @@ def read_bigearthnet_patch(
         time = to_epoch_seconds(acquired)
     except ValueError:
         raise ValueError(f"{metadata_path}: cannot parse acquisition_date {acquired!r}") from None
-    sample = read_band_files(folder, bands, time=time, location=folder.name)
+    sample = read_band_files(folder, bands, grid=grid, time=time, location=folder.name)
     class_list = tuple(classes) if classes is not None else bigearthnet_classes()
     if unknown := [name for name in names if name not in class_list]:
         raise ValueError(f"{metadata_path}: labels {unknown} are not among the known classes")
@@ -221,3 +231,48 @@ def read_bigearthnet_patch(
     sample["label"] = label
     sample["label_names"] = names
     return sample
+
+
+def is_oscd_root(path: Path) -> bool:
+    """Registry test: an OSCD root (with the Images folder) or its Images folder."""
+    return path.is_dir() and ((path / OSCD_IMAGES).is_dir() or any(path.glob("*/dates.txt")))
+
+
+def is_oscd_city(path: Path) -> bool:
+    """Registry test: one OSCD city folder (``dates.txt`` and ``imgs_1[_rect]/``)."""
+    dated = (path / "dates.txt").is_file()
+    return dated and any((path / name).is_dir() for name in ("imgs_1", "imgs_1_rect"))
+
+
+def oscd_sources(path: Path, options: ReadOptions) -> list[Source]:
+    """Registry entry: each city of an OSCD root is one dated two-frame series."""
+    bands = options.bands or L1C_BANDS
+    return [
+        Source(city, partial(read_oscd_city, path, city, bands, grid=options.grid))
+        for city in oscd_cities(path)
+    ]
+
+
+def oscd_city_sources(path: Path, options: ReadOptions) -> list[Source]:
+    """Registry entry: an OSCD city folder reads as the same series as from its root."""
+    bands = options.bands or L1C_BANDS
+    return [
+        Source(path.name, partial(read_oscd_city, path.parent, path.name, bands, grid=options.grid))
+    ]
+
+
+def is_bigearthnet(path: Path) -> bool:
+    """Registry test: a BigEarthNet v1 root or patch folder."""
+    return path.is_dir() and any(
+        any(path.glob(pattern))
+        for pattern in ("*/*_labels_metadata.json", "*_labels_metadata.json")
+    )
+
+
+def bigearthnet_sources(path: Path, options: ReadOptions) -> list[Source]:
+    """Registry entry: each BigEarthNet patch is one sample with its labels."""
+    bands = options.bands or L2A_BANDS
+    return [
+        Source(patch.name, partial(read_bigearthnet_patch, patch, bands, grid=options.grid))
+        for patch in bigearthnet_patches(path)
+    ]

@@ -15,35 +15,23 @@ read as stored, without resampling.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import re
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from functools import partial
 from pathlib import Path
+from typing import Unpack
 
-import numpy as np
-import torch
 from affine import Affine
-from rasterio.enums import Resampling
-from rasterio.io import DatasetReader
 from rasterio.windows import Window
 
 from satmae.bands import SENTINEL2_BANDS, canonical_band, canonical_layer
-from satmae.data.grid import (
-    BoundsLike,
-    Grid,
-    OnGrid,
-    PathLike,
-    dataset_grid,
-    open_raster,
-    resolve_window,
-)
-from satmae.data.sample import Sample, one_date_sample, to_epoch_seconds
-from satmae.data.validity import DEFAULT_NODATA, valid_mask
-
-RASTER_SUFFIXES: frozenset[str] = frozenset({".tif", ".tiff", ".jp2"})
-"""File extensions read as band files (case-insensitive)."""
+from satmae.data.grid import BoundsLike, Grid, PathLike, dataset_grid, open_raster
+from satmae.data.readers.offset import Offset, file_offset, product_offset
+from satmae.data.readers.one_date import Layer, OneDateOptions, OneDateReader, read_once
+from satmae.data.readers.protocol import RASTER_SUFFIXES, ReadOptions, Source
+from satmae.data.sample import Sample, to_epoch_seconds
+from satmae.data.validity import DEFAULT_NODATA
 
 _BAND_PATTERN = re.compile(r"(?:^|[_\-.])(B\d{1,2}A?|SCL)(?:_(\d+)m)?$", re.IGNORECASE)
 _SAFE_TIME_PATTERN = re.compile(r"_(\d{8}T\d{6})_")
@@ -144,6 +132,12 @@ def _grid_at(reference: Grid, resolution: float | None) -> Grid:
     )
 
 
+def _files_of(source: PathLike | Mapping[str, PathLike]) -> dict[str, Path]:
+    if isinstance(source, Mapping):
+        return {canonical_layer(name): Path(path) for name, path in source.items()}
+    return find_band_files(source)
+
+
 def default_grid(
     source: PathLike | Mapping[str, PathLike],
     bands: Sequence[str] | None = None,
@@ -155,10 +149,7 @@ def default_grid(
         FileNotFoundError: if the folder or a file does not exist.
         ValueError: if a requested band is missing.
     """
-    if isinstance(source, Mapping):
-        files = {canonical_layer(name): Path(path) for name, path in source.items()}
-    else:
-        files = find_band_files(source)
+    files = _files_of(source)
     wanted = [b for b in files if b != "SCL"] if bands is None else list(map(canonical_band, bands))
     if missing := [band for band in wanted if band not in files]:
         raise ValueError(f"{source} lacks bands {missing}; it has {list(files)}")
@@ -169,7 +160,7 @@ def default_grid(
     return _grid_at(min(grids, key=lambda grid: grid.resolution[0]), resolution)
 
 
-class BandFilesReader:
+class BandFilesReader(OneDateReader):
     """Per-band Sentinel-2 files kept open on one target grid, for many windowed reads.
 
     Every band file is opened once; bands off the target grid are seen through a WarpedVRT
@@ -181,10 +172,9 @@ class BandFilesReader:
         bands: bands to return, in this order; ``None`` returns every band found.
         grid: target grid; default the full grid of the finest requested band.
         resolution: pixel size of the default grid in CRS units (e.g. 20 for a 20 m stack).
-        time: acquisition time; default the SAFE sensing time, else no ``times``.
-        nodata: value marking missing pixels; default each file's nodata, else 0.
-        use_scl: derive invalid pixels from an SCL file when the product has one.
-        location: location id stored in samples (default the folder name).
+        **options: ``resampling``, ``time``, ``nodata``, ``scl``, ``location``
+            (:class:`~satmae.data.readers.one_date.OneDateOptions`); the default time is the
+            SAFE sensing time, the default SCL the product's SCL file.
 
     Raises:
         FileNotFoundError: if the folder or a mapped file does not exist.
@@ -199,100 +189,55 @@ class BandFilesReader:
         *,
         grid: Grid | None = None,
         resolution: float | None = None,
-        time: datetime | str | int | None = None,
-        nodata: float | None = None,
-        use_scl: bool = True,
-        location: str | None = None,
+        **options: Unpack[OneDateOptions],
     ) -> None:
-        if isinstance(source, Mapping):
-            files = {canonical_layer(name): Path(path) for name, path in source.items()}
-            where = "the given files"
-        else:
-            files = find_band_files(source)
-            where = str(source)
+        super().__init__()
+        files = _files_of(source)
+        where = "the given files" if isinstance(source, Mapping) else str(source)
         available = [name for name in files if name != "SCL"]
-        wanted = available if bands is None else [canonical_band(band) for band in bands]
-        if missing := [band for band in wanted if band not in files]:
-            raise ValueError(
-                f"{where} lacks bands {missing}; it has {available}. Request only bands the "
-                "product holds (a Level-2A product has no B10)"
-            )
-        if len(set(wanted)) != len(wanted):
-            raise ValueError(f"requested bands {wanted} name a band twice; give each band once")
-        self.bands: tuple[str, ...] = tuple(wanted)
+        hint = "Request only bands the product holds (a Level-2A product has no B10)"
+        self._request(bands, available, where, hint, options)
+        nodata = options.get("nodata")
         self.nodata = DEFAULT_NODATA if nodata is None else nodata
-        self._contexts: list[contextlib.AbstractContextManager[DatasetReader]] = []
-        self._views: dict[str, OnGrid] = {}
-        try:
-            datasets = {band: self._open(files[band]) for band in wanted}
-            if grid is None:
-                finest = min(wanted, key=lambda band: datasets[band].res[0])
-                grid = _grid_at(dataset_grid(datasets[finest]), resolution)
-            self.grid = grid
-            for band in wanted:
-                dataset = datasets[band]
-                fill = dataset.nodata if nodata is None and dataset.nodata is not None else None
-                self._views[band] = OnGrid(
-                    dataset, grid, fill=self.nodata if fill is None else fill, path=files[band]
-                )
-            if use_scl and "SCL" in files:
-                self._views["SCL"] = OnGrid(
-                    self._open(files["SCL"]),
-                    grid,
-                    resampling=Resampling.nearest,
-                    path=files["SCL"],
-                )
-        except BaseException:
-            self.close()
-            raise
-        if isinstance(time, (str, datetime)):
-            self.time: int | None = to_epoch_seconds(time)
-        else:
-            self.time = (
-                time if time is not None or isinstance(source, Mapping) else safe_time(source)
-            )
+        if self.time is None and not isinstance(source, Mapping):
+            self.time = safe_time(source)
+        location = options.get("location")
         if location is None:
             location = "" if isinstance(source, Mapping) else Path(source).name
         self.location = location
+        try:
+            layers = []
+            for band in self.bands:
+                dataset = self._open(files[band])
+                fill = dataset.nodata if nodata is None and dataset.nodata is not None else None
+                fill = self.nodata if fill is None else fill
+                layers.append(Layer(dataset, (1,), fill, files[band]))
+            self.offset = self._find_offset(files, layers)
+            scl = options.get("scl", True)
+            scl_file = files.get("SCL") if scl is True else scl or None
+            scl_layer = self._open_scl(scl_file) if scl_file is not None else None
+            if grid is None:
+                finest = min(layers, key=lambda layer: layer.dataset.res[0])
+                grid = _grid_at(dataset_grid(finest.dataset), resolution)
+            self._start(layers, scl_layer, grid, options)
+        except BaseException:
+            self.close()
+            raise
 
-    def _open(self, path: Path) -> DatasetReader:
-        context = open_raster(path)
-        dataset = context.__enter__()
-        self._contexts.append(context)
-        return dataset
-
-    def read(self, window: Window | None = None, bounds: BoundsLike | None = None) -> Sample:
-        """Read a window (or bounds) of the target grid as a one-date sample.
-
-        Returns:
-            ``image (1, C, H, W)`` float32, ``valid (1, H, W)``, ``bands``, geo keys,
-            ``location`` and ``times (1,)`` when known.
-        """
-        target = resolve_window(self.grid, window, bounds)
-        col, row = self.grid.aligned_offset(target) or (0, 0)
-        pixel_window = Window(col, row, target.width, target.height)
-        image = np.empty((1, len(self.bands), target.height, target.width), dtype=np.float32)
-        for channel, band in enumerate(self.bands):
-            image[0, channel] = self._views[band].read([1], pixel_window)[0]
-        scl = self._views["SCL"].read([1], pixel_window) if "SCL" in self._views else None
-        pixels = torch.from_numpy(image)
-        valid = valid_mask(pixels, nodata=self.nodata, scl=scl)
-        sample = one_date_sample(pixels, self.bands, valid, location=self.location, time=self.time)
-        return target.attach(sample)
-
-    def close(self) -> None:
-        """Close every file."""
-        for view in self._views.values():
-            view.close()
-        for context in reversed(self._contexts):
-            context.__exit__(None, None, None)
-        self._views, self._contexts = {}, []
-
-    def __enter__(self) -> BandFilesReader:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+    def _find_offset(self, files: Mapping[str, Path], layers: Sequence[Layer]) -> Offset | None:
+        """The product's offset (metadata or name), else what each band file declares."""
+        found = product_offset(files[self.bands[0]], self.bands) if self.bands else None
+        if found is not None:
+            return found
+        per_file = [
+            offset
+            for band, layer in zip(self.bands, layers, strict=True)
+            if (offset := file_offset(layer.dataset, layer.path, [band])) is not None
+        ]
+        if not per_file:
+            return None
+        merged = {band: value for offset in per_file for band, value in offset.bands.items()}
+        return Offset(merged, "; ".join(dict.fromkeys(offset.source for offset in per_file)))
 
 
 def read_band_files(
@@ -303,10 +248,7 @@ def read_band_files(
     resolution: float | None = None,
     window: Window | None = None,
     bounds: BoundsLike | None = None,
-    time: datetime | str | int | None = None,
-    nodata: float | None = None,
-    use_scl: bool = True,
-    location: str | None = None,
+    **options: Unpack[OneDateOptions],
 ) -> Sample:
     """Read per-band Sentinel-2 files onto one grid as a one-date sample.
 
@@ -319,31 +261,40 @@ def read_band_files(
         resolution: pixel size of the default grid in CRS units (e.g. 20 for a 20 m stack).
         window: pixel window of the target grid (may extend past its edges).
         bounds: (left, bottom, right, top) in the target CRS, instead of ``window``.
-        time: acquisition time; default the SAFE sensing time, else no ``times``.
-        nodata: value marking missing pixels; default each file's nodata, else 0.
-        use_scl: derive invalid pixels from an SCL file when the product has one.
-        location: location id stored in the sample (default the folder name).
+        **options: as for :class:`BandFilesReader`.
 
     Returns:
-        ``image (1, C, H, W)`` float32, ``valid (1, H, W)``, ``bands`` and geo keys.
+        ``image (1, C, H, W)`` float32 (reflectance x 10000 without offset),
+        ``valid (1, H, W)``, ``bands``, ``harmonized`` and geo keys.
 
     Raises:
         FileNotFoundError: if the folder or a mapped file does not exist.
         ValueError: if requested bands are missing (listed), a file is corrupt or truncated,
             or the files cannot be put on one grid.
     """
-    if window is not None or bounds is not None:
-        # warp onto the requested window only, not onto the whole grid
-        grid = resolve_window(grid or default_grid(source, bands, resolution), window, bounds)
-        window = bounds = None
-    with BandFilesReader(
-        source,
-        bands,
-        grid=grid,
-        resolution=resolution,
-        time=time,
-        nodata=nodata,
-        use_scl=use_scl,
-        location=location,
-    ) as reader:
-        return reader.read(window, bounds)
+    reader = BandFilesReader(source, bands, resolution=resolution, **options)
+    return read_once(reader, window, bounds, grid)
+
+
+def is_band_folder(path: Path) -> bool:
+    """Registry test: a folder holding files of at least two bands (a SAFE or flat product)."""
+    if not path.is_dir():
+        return False
+    try:
+        files = find_band_files(path)
+    except (FileNotFoundError, ValueError):
+        return False
+    return len([name for name in files if name != "SCL"]) >= 2
+
+
+def sources(path: Path, options: ReadOptions) -> list[Source]:
+    """Registry entry: a per-band product folder is one sample."""
+    bands, grid, time = options.bands, options.grid, options.time
+    return [
+        Source(
+            path.name,
+            partial(read_band_files, path, bands, grid=grid, time=time),
+            find_band_files(path).get("B02"),
+            partial(BandFilesReader, path, bands, grid=grid, time=time),
+        )
+    ]

@@ -9,6 +9,7 @@ keeps lazily opened Zarr/NetCDF cubes cheap.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +17,12 @@ import numpy as np
 import rioxarray  # noqa: F401  (registers the .rio accessor)
 import torch
 import xarray as xr
+from rasterio.enums import Resampling
 from rasterio.windows import Window
 
 from satmae.bands import canonical_band, canonical_bands
 from satmae.data.grid import BoundsLike, Grid, PathLike, resolve_window
+from satmae.data.readers.protocol import CUBE_SUFFIXES, ReadOptions, Source
 from satmae.data.sample import Sample, to_epoch_seconds
 from satmae.data.validity import DEFAULT_NODATA, valid_mask
 
@@ -64,11 +67,37 @@ def _is_band(name: str) -> bool:
     return True
 
 
+def _reproject(
+    array: xr.DataArray, source: Grid, target: Grid, fill: float, time_dim: str
+) -> xr.DataArray:
+    """``array`` warped onto ``target`` (bilinear), pixels outside it set to ``fill``."""
+    if source.crs is None or target.crs is None:
+        raise ValueError(
+            "the cube has no CRS or the grid has none, and the cube is not on the grid, so it "
+            "cannot be reprojected onto it; write a CRS (cube.rio.write_crs) or drop grid="
+        )
+    if time_dim in array.dims:  # rioxarray warps (band, y, x) arrays: one date at a time
+        dates = [
+            _reproject(array.isel({time_dim: index}), source, target, fill, time_dim)
+            for index in range(array.sizes[time_dim])
+        ]
+        return xr.concat(dates, dim=array[time_dim])
+    warped: xr.DataArray = array.rio.reproject(
+        target.crs,
+        transform=target.transform,
+        shape=(target.height, target.width),
+        resampling=Resampling.bilinear,
+        nodata=fill,
+    )
+    return warped
+
+
 def read_cube(
     cube: xr.Dataset | xr.DataArray | PathLike,
     bands: Sequence[str] | None = None,
     *,
     band_order: Sequence[str] | None = None,
+    grid: Grid | None = None,
     window: Window | None = None,
     bounds: BoundsLike | None = None,
     time_dim: str = "time",
@@ -83,8 +112,10 @@ def read_cube(
             path to a ``.zarr`` store / NetCDF file.
         bands: bands to return, in this order; ``None`` returns all, in cube order.
         band_order: names of the band coordinate's entries when they are not band names.
-        window: pixel window of the cube's y/x grid.
-        bounds: (left, bottom, right, top) in the cube's CRS, instead of ``window``.
+        grid: target grid (default the cube's own); a cube on another grid or CRS is
+            reprojected (bilinear) onto the requested window of it.
+        window: pixel window of the grid.
+        bounds: (left, bottom, right, top) in the grid's CRS, instead of ``window``.
         time_dim: name of the time dimension (absent: a single date without ``times``).
         band_dim: name of the band dimension.
         nodata: missing-value marker; default the cube's nodata/_FillValue, else 0. NaN
@@ -96,7 +127,8 @@ def read_cube(
         ``bands`` and geo keys when the cube has a CRS/transform.
 
     Raises:
-        ValueError: for missing dims, unnamed/duplicate/missing bands, bad windows or times.
+        ValueError: for missing dims, unnamed/duplicate/missing bands, bad windows or times,
+            or a ``grid`` that a cube without CRS is not on.
     """
     if isinstance(cube, (str, Path)):
         location = location if location is not None else Path(cube).stem
@@ -136,10 +168,14 @@ def read_cube(
 
     transform = array.rio.transform()
     full = Grid(array.rio.crs, transform, array.sizes[x_dim], array.sizes[y_dim])
-    target = resolve_window(full, window, bounds)
+    target = resolve_window(grid or full, window, bounds)
+    array = array.isel({band_dim: [names.index(band) for band in wanted]})
+    fill = nodata if nodata is not None else array.rio.nodata
+    fill = DEFAULT_NODATA if fill is None else float(fill)
+    if full.aligned_offset(target) is None:
+        array, full = _reproject(array, full, target, fill, time_dim), target
     col, row = full.aligned_offset(target) or (0, 0)
     selection: dict[str, Any] = {
-        band_dim: [names.index(band) for band in wanted],
         y_dim: slice(max(row, 0), row + target.height),
         x_dim: slice(max(col, 0), col + target.width),
     }
@@ -148,8 +184,6 @@ def read_cube(
         array = array.expand_dims(time_dim)
     array = array.transpose(time_dim, band_dim, y_dim, x_dim)
     values = np.asarray(array.values, dtype=np.float32)  # (T, C, h, w), loads the window only
-    fill = nodata if nodata is not None else array.rio.nodata
-    fill = DEFAULT_NODATA if fill is None else float(fill)
     image = np.full(
         (values.shape[0], values.shape[1], target.height, target.width), fill, np.float32
     )
@@ -191,3 +225,14 @@ def sample_to_dataarray(sample: Sample) -> xr.DataArray:
         if sample.get("crs"):
             array = array.rio.write_crs(sample["crs"])
     return array
+
+
+def detect(path: Path) -> bool:
+    """Registry test: a Zarr store or NetCDF file."""
+    return path.suffix.lower() in CUBE_SUFFIXES
+
+
+def sources(path: Path, options: ReadOptions) -> list[Source]:
+    """Registry entry: a cube is one sample."""
+    bands, band_order, grid = options.bands, options.band_order, options.grid
+    return [Source(path.name, partial(read_cube, path, bands, band_order=band_order, grid=grid))]

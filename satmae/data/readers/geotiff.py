@@ -9,28 +9,21 @@ It is never guessed: a file that names no bands and comes without a declared ord
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
-from datetime import datetime
+from functools import partial
 from pathlib import Path
+from typing import Unpack
 
-import numpy as np
-import torch
 from rasterio.enums import Resampling
 from rasterio.io import DatasetReader
 from rasterio.windows import Window
 
-from satmae.bands import canonical_band, canonical_layer
-from satmae.data.grid import (
-    BoundsLike,
-    Grid,
-    OnGrid,
-    PathLike,
-    dataset_grid,
-    open_raster,
-    resolve_window,
-)
-from satmae.data.sample import Sample, one_date_sample, to_epoch_seconds
-from satmae.data.validity import DEFAULT_NODATA, valid_mask
+from satmae.bands import canonical_layer
+from satmae.data.grid import BoundsLike, Grid, PathLike, dataset_grid, open_raster
+from satmae.data.readers.offset import file_offset
+from satmae.data.readers.one_date import Layer, OneDateOptions, OneDateReader, read_once
+from satmae.data.readers.protocol import RASTER_SUFFIXES, ReadOptions, Source
+from satmae.data.sample import Sample, to_epoch_seconds
+from satmae.data.validity import DEFAULT_NODATA
 
 BAND_TAG_KEYS: tuple[str, ...] = ("BAND_NAME", "band_name", "name", "NAME", "band", "BAND")
 """Per-band tags that may hold a band's name."""
@@ -202,28 +195,24 @@ def _looks_like_exif(text: str) -> bool:
     return len(text) >= 10 and text[4] == ":" and text[7] == ":"
 
 
-class GeoTiffReader:
+class GeoTiffReader(OneDateReader):
     """A multi-band raster kept open for many windowed reads (chips, sliding windows).
 
-    Band names, nodata and the acquisition time are resolved once; each :meth:`read` decodes
-    only its window. Use as a context manager, or call :meth:`close`. Not shareable across
-    processes: open one reader per DataLoader worker.
+    Band names, nodata, the acquisition time and the Sentinel-2 offset are resolved once; each
+    :meth:`read` decodes only its window. Use as a context manager, or call :meth:`close`. Not
+    shareable across processes: open one reader per DataLoader worker.
 
     Args:
         path: the raster file.
         bands: bands to return, in this order, in any spelling; ``None`` returns every
             spectral band in file order.
         band_order: declared names of the file's bands (only for files without descriptions).
-        time: acquisition time; default is the file's ``datetime``-like tag, else no ``times``.
-        nodata: value marking missing pixels; default the file's nodata, else 0 (the
-            Sentinel-2 convention).
-        location: location id stored in samples (default the file stem).
         grid: the grid windows refer to (default the file's own); a file on another grid or
             CRS is seen through one WarpedVRT, opened here and reused by every read.
-        resampling: how reflectance is resampled onto ``grid``.
-        scl: where the scene classification (SCL) that feeds the valid mask comes from:
-            ``True`` uses an ``SCL`` band of the file, else a ``<stem>_SCL`` file beside it
-            (:func:`scl_companion`); a path names the SCL file; ``False`` ignores SCL.
+        **options: ``resampling``, ``time``, ``nodata``, ``scl``, ``location``
+            (:class:`~satmae.data.readers.one_date.OneDateOptions`); the default SCL is an
+            ``SCL`` band of the file, else a ``<stem>_SCL`` file beside it
+            (:func:`scl_companion`).
 
     Raises:
         FileNotFoundError: if the file does not exist.
@@ -236,140 +225,49 @@ class GeoTiffReader:
         bands: Sequence[str] | None = None,
         *,
         band_order: Sequence[str] | None = None,
-        time: datetime | str | int | None = None,
-        nodata: float | None = None,
-        location: str | None = None,
         grid: Grid | None = None,
-        resampling: Resampling = Resampling.bilinear,
-        scl: PathLike | bool = True,
+        **options: Unpack[OneDateOptions],
     ) -> None:
+        super().__init__()
         self.path = Path(path)
-        self._scl_context: AbstractContextManager[DatasetReader] | None = None
-        self._context = open_raster(path)
-        self.dataset = self._context.__enter__()
         try:
-            names = band_names_of(self.dataset, path, band_order)
+            dataset = self._open(path)
+            names = band_names_of(dataset, path, band_order)
             spectral = [name for name in names if name != "SCL"]
-            wanted = spectral if bands is None else [canonical_band(b) for b in bands]
-            if missing := [band for band in wanted if band not in names]:
-                raise ValueError(
-                    f"{path} lacks bands {missing}; it has {list(names)}. Request only bands "
-                    "the file holds, or add them to the file"
-                )
-            _check_unique(wanted, "requested bands")
-            fill = nodata if nodata is not None else self.dataset.nodata
-            acquired = to_epoch_seconds(time) if isinstance(time, (str, datetime)) else time
-            self.time = file_time(self.dataset, path) if acquired is None else acquired
+            hint = "Request only bands the file holds, or add them"
+            self._request(bands, spectral, str(path), hint, options)
+            fill = options.get("nodata")
+            fill = dataset.nodata if fill is None else fill
+            self.nodata = DEFAULT_NODATA if fill is None else float(fill)
+            if self.time is None:
+                self.time = file_time(dataset, path)
+            location = options.get("location")
+            self.location = self.path.stem if location is None else location
+            self.offset = file_offset(dataset, self.path, names)
+            indexes = tuple(names.index(band) + 1 for band in self.bands)
+            layer = Layer(dataset, indexes, self.nodata, self.path)
+            scl = self._scl_layer(dataset, names, options.get("scl", True))
+            self._start([layer], scl, grid or dataset_grid(dataset), options)
         except BaseException:
             self.close()
             raise
         self.file_bands = names
-        self.bands: tuple[str, ...] = tuple(wanted)
-        self.nodata: float = DEFAULT_NODATA if fill is None else float(fill)
-        self.location = location if location is not None else self.path.stem
-        self.grid = grid or dataset_grid(self.dataset)
-        self._indexes = [names.index(band) + 1 for band in wanted]
-        self._views: list[OnGrid] = []
-        try:
-            self._scl_dataset, self._scl_index = self._open_scl(names, scl)
-            self._views.append(
-                OnGrid(self.dataset, self.grid, resampling=resampling, fill=self.nodata, path=path)
-            )
-            if self._scl_index is not None:
-                self._views.append(self._scl_view(self.grid))
-        except BaseException:
-            self.close()
-            raise
 
-    def read(
-        self,
-        window: Window | None = None,
-        bounds: BoundsLike | None = None,
-        *,
-        grid: Grid | None = None,
-        resampling: Resampling = Resampling.bilinear,
-    ) -> Sample:
-        """Read a window of the reader's grid (or of another ``grid``) as a one-date sample.
-
-        Args:
-            window: pixel window (may extend past the edges; padding is invalid).
-            bounds: (left, bottom, right, top) in the grid's CRS, instead of ``window``.
-            grid: a one-off target grid to reproject/resample onto, instead of the reader's.
-            resampling: how reflectance is resampled onto a one-off ``grid``.
-
-        Returns:
-            ``image (1, C, H, W)`` float32, ``valid (1, H, W)``, ``bands``, geo keys,
-            ``location`` and ``times (1,)`` when a time is known.
-        """
-        if grid is not None:
-            target = resolve_window(grid, window, bounds)
-            views = [
-                OnGrid(
-                    self.dataset, target, resampling=resampling, fill=self.nodata, path=self.path
-                )
-            ]
-            if self._scl_index is not None:
-                views.append(self._scl_view(target))
-            pixel_window = None
-        else:
-            target = resolve_window(self.grid, window, bounds)
-            views = self._views
-            col, row = self.grid.aligned_offset(target) or (0, 0)
-            pixel_window = Window(col, row, target.width, target.height)
-        try:
-            data = views[0].read(self._indexes, pixel_window)[None]  # (1, C, H, W)
-            scl_index = self._scl_index
-            scl = views[1].read([scl_index], pixel_window) if scl_index is not None else None
-        finally:
-            if grid is not None:
-                for view in views:
-                    view.close()
-        image = torch.from_numpy(np.ascontiguousarray(data))
-        valid = valid_mask(image, nodata=self.nodata, scl=scl)
-        sample = one_date_sample(image, self.bands, valid, location=self.location, time=self.time)
-        return target.attach(sample)
-
-    def _open_scl(
-        self, names: Sequence[str], scl: PathLike | bool
-    ) -> tuple[DatasetReader | None, int | None]:
-        """The dataset and band index holding SCL codes, if any."""
+    def _scl_layer(
+        self, dataset: DatasetReader, names: Sequence[str], scl: PathLike | bool
+    ) -> Layer | None:
+        """The layer holding SCL codes, if any."""
         if scl is False:
-            return None, None
+            return None
         if scl is True:
             if "SCL" in names:
-                return self.dataset, names.index("SCL") + 1
+                index = (names.index("SCL") + 1,)
+                return Layer(dataset, index, 0.0, self.path, Resampling.nearest)
             companion = scl_companion(self.path)
             if companion is None:
-                return None, None
+                return None
             scl = companion
-        self._scl_context = open_raster(scl)
-        dataset = self._scl_context.__enter__()
-        if dataset.count != 1:
-            raise ValueError(
-                f"SCL file {scl} has {dataset.count} bands; expected one band of SCL codes"
-            )
-        return dataset, 1
-
-    def _scl_view(self, grid: Grid) -> OnGrid:
-        """SCL codes on ``grid``: nearest resampling, 0 (no data) outside the file."""
-        assert self._scl_dataset is not None
-        return OnGrid(self._scl_dataset, grid, resampling=Resampling.nearest, path=self.path)
-
-    def close(self) -> None:
-        """Close the file (and its SCL file)."""
-        for view in getattr(self, "_views", []):
-            view.close()
-        self._views = []
-        if self._scl_context is not None:
-            self._scl_context.__exit__(None, None, None)
-            self._scl_context = None
-        self._context.__exit__(None, None, None)
-
-    def __enter__(self) -> GeoTiffReader:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+        return self._open_scl(scl)
 
 
 def read_geotiff(
@@ -380,10 +278,7 @@ def read_geotiff(
     grid: Grid | None = None,
     window: Window | None = None,
     bounds: BoundsLike | None = None,
-    time: datetime | str | int | None = None,
-    nodata: float | None = None,
-    location: str | None = None,
-    resampling: Resampling = Resampling.bilinear,
+    **options: Unpack[OneDateOptions],
 ) -> Sample:
     """Read one date of a multi-band GeoTIFF/COG into a sample, by band name and window.
 
@@ -399,24 +294,36 @@ def read_geotiff(
         grid: target grid to reproject/resample onto (default the file's own grid).
         window: pixel window of the grid (may extend past the edges; padding is invalid).
         bounds: (left, bottom, right, top) in the grid's CRS, instead of ``window``.
-        time: acquisition time; default is the file's ``datetime``-like tag, else no ``times``.
-        nodata: value marking missing pixels; default the file's nodata, else 0 (the
-            Sentinel-2 convention).
-        location: location id stored in the sample.
-        resampling: how reflectance is resampled when the file is not on ``grid``.
+        **options: as for :class:`GeoTiffReader`.
 
     Returns:
-        A sample with ``image (1, C, H, W)`` float32, ``valid (1, H, W)``, ``bands``, geo keys
-        and ``times (1,)`` when a time is known.
+        A sample with ``image (1, C, H, W)`` float32 (reflectance x 10000 without offset),
+        ``valid (1, H, W)``, ``bands``, ``harmonized``, geo keys and ``times (1,)`` when a
+        time is known.
 
     Raises:
         FileNotFoundError: if the file does not exist.
         ValueError: for corrupt files, unnamed/duplicate/missing bands or bad windows.
     """
-    with GeoTiffReader(
-        path, bands, band_order=band_order, time=time, nodata=nodata, location=location
-    ) as reader:
-        if grid is None:
-            return reader.read(window, bounds)
-        # warp onto the requested window only, not onto the whole grid
-        return reader.read(grid=resolve_window(grid, window, bounds), resampling=resampling)
+    reader = GeoTiffReader(path, bands, band_order=band_order, **options)
+    return read_once(reader, window, bounds, grid)
+
+
+def detect(path: Path) -> bool:
+    """Registry test: a raster file."""
+    return path.is_file() and path.suffix.lower() in RASTER_SUFFIXES
+
+
+def sources(path: Path, options: ReadOptions) -> list[Source]:
+    """Registry entry: a multi-band raster is one sample; class layers (SCL, labels) are none."""
+    if is_class_layer(path):
+        return []
+    bands, band_order, grid, time = options.bands, options.band_order, options.grid, options.time
+    return [
+        Source(
+            path.name,
+            partial(read_geotiff, path, bands, band_order=band_order, grid=grid, time=time),
+            path,
+            partial(GeoTiffReader, path, bands, band_order=band_order, grid=grid, time=time),
+        )
+    ]

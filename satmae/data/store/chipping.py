@@ -2,7 +2,7 @@
 
 A :class:`ChipPlan` says which bands, chip size, frames, windows and dates; a
 :class:`LocationTask` names one location's frames and the store. :func:`chip_location` reads
-each window of the series with :func:`satmae.data.series.read_series`, picks the frames with
+each window of the series with :func:`satmae.data.readers.series.read_series`, picks the frames with
 the date policy, and writes them as one part named after the location. Tasks are independent,
 so :func:`satmae.data.parallel.run_tasks` can spread them over a dask cluster, and a rerun skips
 locations whose part exists.
@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from rasterio.windows import Window
 
-from satmae.data.chipstore import part_exists
-from satmae.data.chipwriter import ChipStoreWriter
+from satmae.data.readers.frames import Frame
+from satmae.data.readers.series import frame_grid, read_series
 from satmae.data.sample import Sample
 from satmae.data.sampling import (
     DatePolicy,
@@ -30,7 +30,8 @@ from satmae.data.sampling import (
     select_dates,
     valid_fraction,
 )
-from satmae.data.series import Frame, frame_grid, read_series
+from satmae.data.store.chipstore import part_exists
+from satmae.data.store.chipwriter import ChipStoreWriter
 from satmae.data.validity import ValidityPolicy
 
 Sampling = Literal["grid", "random", "center"]

@@ -1,0 +1,53 @@
+"""The checks behind ``satmae check``: does this data match what a model expects?
+
+Each check returns a :class:`CheckResult` (``ok``, ``warn``, ``error`` or ``skip``) with a
+sentence a user can act on: pixel-based band checks (:mod:`~satmae.data.checks.bands`), the
+check for an unapplied Sentinel-2 offset (:mod:`~satmae.data.checks.offset`), checks
+against a model bundle (:mod:`~satmae.data.checks.model`), and the checks of one sample against
+statistics and of grids across files, with :func:`check_sample` running them all
+(:mod:`~satmae.data.checks.sample`).
+"""
+
+from satmae.data.checks.bands import (
+    CheckResult,
+    Status,
+    check_correlations,
+    check_nir_pair,
+    check_resolution,
+    reflectance_scale,
+)
+from satmae.data.checks.model import (
+    ModelSpec,
+    check_model,
+    check_normalization,
+    load_model_spec,
+)
+from satmae.data.checks.offset import check_offset
+from satmae.data.checks.sample import (
+    check_band_means,
+    check_grids,
+    check_sample,
+    check_scale,
+    check_times,
+    check_validity,
+)
+
+__all__ = [
+    "CheckResult",
+    "ModelSpec",
+    "Status",
+    "check_band_means",
+    "check_correlations",
+    "check_grids",
+    "check_model",
+    "check_nir_pair",
+    "check_normalization",
+    "check_offset",
+    "check_resolution",
+    "check_sample",
+    "check_scale",
+    "check_times",
+    "check_validity",
+    "load_model_spec",
+    "reflectance_scale",
+]
