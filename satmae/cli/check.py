@@ -28,11 +28,12 @@ def run(args: argparse.Namespace) -> int:
     from rich.table import Table
     from tqdm.auto import tqdm
 
-    from satmae.data.checks import check_grids, check_sample, load_model_spec
+    from satmae.data.checks import check_grids, check_sample
     from satmae.data.readers.sources import list_sources, read_center
     from satmae.data.stats import load_stats
+    from satmae.spec import load_spec
 
-    model = load_model_spec(args.model) if args.model else None
+    model = load_spec(args.model) if args.model else None
     chosen = load_stats(args.stats) if args.stats else None
     sources = list_sources(args.data, args.bands, band_order=args.band_order)
     results: list[CheckResult] = []
@@ -47,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     )
     for source in progress:
         sample = read_center(source, args.size)
-        stats = chosen or (model.normalization if model else None)
+        stats = chosen or (model.normalization.stats if model and model.normalization else None)
         stats = stats or _default_stats(sample["bands"])
         results += check_sample(
             dict(sample), stats=stats, model=model, source=source.name, dtype=source.dtype()
@@ -90,7 +91,11 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "CRSs, and mean/std after normalisation. Exits 1 when any check fails.",
     )
     parser.add_argument("data", help="raster, folder, OSCD/BigEarthNet root, cube or index")
-    parser.add_argument("--model", help="model bundle directory (its config.json)")
+    parser.add_argument(
+        "--model",
+        help="what the data must fit: a bundle folder, .safetensors bundle, Lightning .ckpt or "
+        "official SatMAE .pth (its bands, patch size, time fields and statistics)",
+    )
     parser.add_argument(
         "--stats",
         help="statistics in use: s2_l1c, s2_l2a, satmae_official or a JSON file "

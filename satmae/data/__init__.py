@@ -56,7 +56,6 @@ _LAZY: dict[str, str] = {
     "CheckResult": "satmae.data.checks",
     "check_sample": "satmae.data.checks",
     "check_offset": "satmae.data.checks",
-    "load_model_spec": "satmae.data.checks",
     "ChipStore": "satmae.data.store.chipstore",
     "ChipStoreWriter": "satmae.data.store.chipwriter",
     "ChipDataset": "satmae.data.store.datasets",
@@ -68,7 +67,7 @@ _LAZY: dict[str, str] = {
 
 if TYPE_CHECKING:
     from satmae.data.augment import SeriesAugment
-    from satmae.data.checks import CheckResult, check_offset, check_sample, load_model_spec
+    from satmae.data.checks import CheckResult, check_offset, check_sample
     from satmae.data.grid import Grid
     from satmae.data.readers.band_files import BandFilesReader, find_band_files, read_band_files
     from satmae.data.readers.cube import read_cube, sample_to_dataarray
@@ -142,7 +141,6 @@ __all__ = [
     "group_by_location",
     "iter_tiles",
     "list_sources",
-    "load_model_spec",
     "load_stats",
     "oscd_cities",
     "read_band_files",

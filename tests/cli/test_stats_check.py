@@ -63,25 +63,17 @@ def test_check_flags_a_band_swapped_copy(real_data, tmp_path, capsys):
     assert any(r["check"] == "B08/B8A order" and r["status"] == "error" for r in results)
 
 
-def test_check_with_model_bundle(tmp_path, capsys):
-    rng = np.random.default_rng(1)
+def test_check_asks_a_temporal_model_for_dates(tmp_path, capsys):
+    from satmae.models import create_model, save_bundle
+
+    rng = np.random.default_rng(2)
     write_stack(tmp_path / "s2.tif", rng.integers(500, 3000, (3, 32, 32)), ["B02", "B03", "B04"])
-    bundle = tmp_path / "bundle"
-    bundle.mkdir()
-    (bundle / "config.json").write_text(
-        json.dumps(
-            {
-                "format": "satmae-bundle",
-                "bands": ["B02", "B03", "B04", "B08"],
-                "band_groups": [["B02", "B03", "B04", "B08"]],
-                "patch_size": 8,
-                "img_size": [32, 32],
-                "normalization": None,
-            }
-        )
-    )
-    assert main(["check", str(tmp_path / "s2.tif"), "--model", str(bundle), "--width", "200"]) == 1
-    assert "lacks ['B08']" in capsys.readouterr().out
+    save_bundle(create_model("satmae_tiny"), tmp_path / "bundle")
+    args = ["check", str(tmp_path / "s2.tif"), "--model", str(tmp_path / "bundle"), "--json"]
+    assert main(args) == 1
+    results = {r["check"]: r for r in json.loads(capsys.readouterr().out)}
+    assert results["model times"]["status"] == "error"
+    assert "no dates" in results["model times"]["detail"]
 
 
 def test_stats_in_tiles_equal_stats_in_one_piece(tmp_path):

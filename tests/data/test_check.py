@@ -1,5 +1,3 @@
-import json
-
 import numpy as np
 import pytest
 import torch
@@ -11,7 +9,6 @@ from satmae.data.checks import (
     check_nir_pair,
     check_resolution,
     check_sample,
-    load_model_spec,
     reflectance_scale,
 )
 from satmae.data.grid import Grid
@@ -106,22 +103,22 @@ def test_grids_across_files():
     assert check_grids([("a", utm), ("b", grid)])[0].status == "error"
 
 
-def test_model_bundle_spec(tmp_path):
-    config = {
-        "format": "satmae-bundle",
-        "bands": ["B02", "B03", "B04", "B08"],
-        "band_groups": [["B02", "B03", "B04", "B08"]],
-        "patch_size": 8,
-        "img_size": [96, 96],
-        "normalization": None,
-    }
-    (tmp_path / "config.json").write_text(json.dumps(config))
-    spec = load_model_spec(tmp_path)
+def test_model_spec_checks_cover_only_the_model_bands(tmp_path):
+    from satmae.models import create_model, save_bundle
+    from satmae.spec import load_spec
+
+    save_bundle(create_model("satmae_tiny", time_fields=(), max_frames=1), tmp_path / "b")
+    spec = load_spec(tmp_path / "b")
     results = check_sample(synthetic_scene(("B02", "B03", "B04")), model=spec)
     assert statuses(results)["model bands"] == "error"
-    (tmp_path / "config.json").write_text("{}")
-    with pytest.raises(ValueError, match=r"is not a satmae model bundle config"):
-        load_model_spec(tmp_path)
+    scene = synthetic_scene(("B01", *spec.bands))
+    scene["image"][:, 0] = 60_000.0  # B01 far from any statistics: the model does not use it
+    checked = {r.check: r for r in check_sample(scene, model=spec)}
+    assert checked["model bands"].status == "ok"
+    assert "B01" not in checked["normalised mean/std"].detail
+    model_stats = spec.normalization.stats
+    unrestricted = {r.check: r for r in check_sample(scene, stats=model_stats)}
+    assert unrestricted["normalised mean/std"].detail == "statistics lack bands ['B01']"
 
 
 @pytest.mark.real_data

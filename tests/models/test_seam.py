@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import ast
+import json
 
 import numpy as np
 import pytest
+import rasterio
 import torch
+from rasterio.transform import from_origin
 
 import satmae
+from satmae.cli import main
 from satmae.data.sample import collate_samples
 from satmae.data.stats import Normalize
 from satmae.models import create_model, load_encoder, load_mae, save_bundle
@@ -200,3 +205,42 @@ def test_load_spec_errors(tmp_path):
     torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pth")
     with pytest.raises(ValueError, match="not a satmae bundle"):
         load_spec(tmp_path / "other.pth")
+
+
+def _model_files(tmp_path):
+    """The same kind of model in the four forms satmae check --model accepts."""
+
+    model = create_model("satmae_tiny", time_fields=(), max_frames=1)
+    save_bundle(model, tmp_path / "bundle")
+    save_bundle(model.encoder, tmp_path / "encoder.safetensors")
+    state = {f"model.{key}": value for key, value in model.state_dict().items()}
+    torch.save({"state_dict": state, "satmae_config": model.spec.to_json()}, tmp_path / "last.ckpt")
+    official = group_channel_state(64, 1, [[0, 1, 2, 6], [3, 4, 5, 7], [8, 9]], 8, 4, 16, 32, 1, 8)
+    torch.save({"model": official, "args": argparse.Namespace(num_heads=2)}, tmp_path / "o.pth")
+    return ["bundle", "encoder.safetensors", "last.ckpt", "o.pth"]
+
+
+def test_check_accepts_all_four_model_forms(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    with rasterio.open(
+        tmp_path / "s2.tif",
+        "w",
+        driver="GTiff",
+        width=32,
+        height=32,
+        count=3,
+        dtype="uint16",
+        crs="EPSG:4326",
+        transform=from_origin(2.36, 48.87, 1e-4, 1e-4),
+    ) as dst:
+        dst.write(rng.integers(500, 3000, (3, 32, 32)).astype(np.uint16))
+        for index, name in enumerate(("B02", "B03", "B04"), start=1):
+            dst.set_band_description(index, name)
+    for name in _model_files(tmp_path):
+        args = ["check", str(tmp_path / "s2.tif"), "--model", str(tmp_path / name), "--json"]
+        assert main(args) == 1, name
+        results = {r["check"]: r for r in json.loads(capsys.readouterr().out)}
+        assert results["model bands"]["status"] == "error", name
+        missing = results["model bands"]["detail"].split("lacks ")[1].split(";")[0]
+        expected = ["B05", "B06", "B07", "B08", "B11", "B12", "B8A"]
+        assert sorted(ast.literal_eval(missing)) == expected, name

@@ -17,10 +17,9 @@ from satmae.data.checks.bands import (
     reflectance_scale,
 )
 from satmae.data.checks.model import (
-    ModelSpec,
     check_model,
     check_normalization,
-    load_model_spec,
+    model_view,
 )
 from satmae.data.checks.offset import check_offset
 from satmae.data.checks.sample import (
@@ -34,7 +33,6 @@ from satmae.data.checks.sample import (
 
 __all__ = [
     "CheckResult",
-    "ModelSpec",
     "Status",
     "check_band_means",
     "check_correlations",
@@ -48,6 +46,6 @@ __all__ = [
     "check_scale",
     "check_times",
     "check_validity",
-    "load_model_spec",
+    "model_view",
     "reflectance_scale",
 ]

@@ -1,68 +1,24 @@
-"""The checks against a model bundle: its bands, patch size and normalisation statistics.
+"""The checks against a model: its bands, patch size, time fields and normalisation statistics.
 
-The bundle is read as JSON (``config.json``), without importing the model code.
+What the model expects comes from its spec (:func:`satmae.spec.load_spec`), read from any model
+file without building the model.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from satmae.bands import canonical_bands
 from satmae.data.checks.bands import CheckResult
 from satmae.data.stats import BandStats, Normalize
+from satmae.spec import ModelSpec
 
 
-@dataclass(frozen=True)
-class ModelSpec:
-    """What a model bundle expects of its input (read from ``config.json``, no model import).
-
-    Attributes:
-        bands: canonical bands in the model's channel order.
-        band_groups: the model's band groups.
-        patch_size: patch size in pixels.
-        img_size: (H, W) the model was built for.
-        normalization: the statistics that travel with the model, if any.
-        path: the bundle directory.
-    """
-
-    bands: tuple[str, ...]
-    band_groups: tuple[tuple[str, ...], ...]
-    patch_size: int
-    img_size: tuple[int, int]
-    normalization: BandStats | None
-    path: str
-
-
-def load_model_spec(bundle: str | Path) -> ModelSpec:
-    """Read a model bundle's ``config.json`` as JSON.
-
-    Raises:
-        FileNotFoundError: if the bundle or its config is missing.
-        ValueError: if the config is not a satmae bundle or lacks required keys.
-    """
-    path = Path(bundle)
-    config_path = path / "config.json" if path.is_dir() else path
-    if not config_path.is_file():
-        raise FileNotFoundError(f"model bundle {path} has no config.json")
-    try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-        bands = canonical_bands(config["bands"])
-        groups = tuple(canonical_bands(group) for group in config.get("band_groups") or [bands])
-        patch = int(config["patch_size"])
-        height, width = (int(v) for v in config["img_size"])
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
-        raise ValueError(
-            f"{config_path} is not a satmae model bundle config ({error}); it needs bands, "
-            "band_groups, patch_size and img_size"
-        ) from None
-    if config.get("format", "satmae-bundle") != "satmae-bundle":
-        raise ValueError(f"{config_path} has format {config.get('format')!r}, not satmae-bundle")
-    normalization = config.get("normalization")
-    stats = BandStats.from_dict(normalization, str(config_path)) if normalization else None
-    return ModelSpec(bands, groups, patch, (height, width), stats, str(path))
+def model_view(sample: dict[str, Any], model: ModelSpec) -> dict[str, Any]:
+    """The sample restricted to the bands ``model`` uses (those present), in model order."""
+    bands = list(sample["bands"])
+    used = [band for band in model.bands if band in bands]
+    image = sample["image"][..., [bands.index(band) for band in used], :, :]
+    return {**sample, "image": image, "bands": tuple(used)}
 
 
 def check_normalization(
@@ -98,9 +54,19 @@ def check_normalization(
 
 
 def check_model(sample: dict[str, Any], model: ModelSpec, source: str = "") -> list[CheckResult]:
-    """The model's bands must be present; image sizes must fit its patch size."""
+    """The model's bands must be present, times too for a temporal model; sizes must fit."""
     results = []
     bands = sample["bands"]
+    if model.temporal and sample.get("times") is None:
+        results.append(
+            CheckResult(
+                "model times",
+                "error",
+                f"the model encodes acquisition time {list(model.time_fields)} but the data has "
+                "no dates; name files with their date or give a time tag",
+                source,
+            )
+        )
     if missing := [band for band in model.bands if band not in bands]:
         results.append(
             CheckResult(

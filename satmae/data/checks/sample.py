@@ -22,10 +22,11 @@ from satmae.data.checks.bands import (
     check_resolution,
     reflectance_scale,
 )
-from satmae.data.checks.model import ModelSpec, check_model, check_normalization
+from satmae.data.checks.model import check_model, check_normalization, model_view
 from satmae.data.checks.offset import check_offset
 from satmae.data.grid import Grid, same_crs
 from satmae.data.stats import BandStats
+from satmae.spec import ModelSpec
 
 
 def check_scale(
@@ -188,11 +189,13 @@ def check_sample(
     Args:
         sample: the data to check (``image (T, C, H, W)`` as stored, not normalised).
         stats: the normalisation statistics in use (default: the model's, if any).
-        model: what the model expects, from :func:`load_model_spec`.
+        model: what the model expects, from :func:`satmae.spec.load_spec`; the statistics
+            checks then cover only the bands the model uses.
         source: file or sample name for the report.
         dtype: the stored data type of the source, for the report.
     """
-    stats = stats or (model.normalization if model else None)
+    if stats is None and model is not None and model.normalization is not None:
+        stats = model.normalization.stats
     results: list[CheckResult] = []
     unknown = [band for band in sample["bands"] if band not in SENTINEL2_BANDS]
     if unknown:
@@ -210,6 +213,8 @@ def check_sample(
     results += check_correlations(sample, source)
     results += check_scale(sample, stats, source, dtype)
     results += check_offset(sample, source)
+    if model is not None:
+        sample = model_view(sample, model)
     if stats is not None and all(b in stats.mean for b in sample["bands"]):
         results += check_band_means(sample, stats, source)
         results += check_normalization(sample, stats, source)
