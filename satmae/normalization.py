@@ -39,6 +39,9 @@ CONVENTION = "reflectance x10000, no offset"
 
 FORMAT = "satmae-stats"
 
+MODEL_SUFFIXES: tuple[str, ...] = (".safetensors", ".ckpt", ".pth", ".pt")
+"""Files :func:`load_stats` reads as model files (their statistics), besides bundle folders."""
+
 
 @dataclass
 class BandStats:
@@ -182,10 +185,11 @@ class BandStats:
 
 
 def load_stats(name_or_path: str | Path) -> BandStats:
-    """Built-in statistics by name (``"s2_l1c"``, ``"s2_l2a"``, ``"satmae_official"``) or a file.
+    """Built-in statistics by name (see :data:`BUILTIN_STATS`) or the statistics in a file.
 
-    A file may be a ``satmae stats`` JSON or a model bundle's ``config.json`` (its
-    ``normalization``).
+    A file may be a ``satmae stats`` JSON, a model bundle's ``config.json``, or any model file
+    :func:`satmae.spec.load_spec` reads (bundle folder, ``.safetensors``, ``.ckpt``, ``.pth``):
+    then its normalisation statistics.
 
     Raises:
         FileNotFoundError: if neither a built-in name nor an existing file.
@@ -196,6 +200,16 @@ def load_stats(name_or_path: str | Path) -> BandStats:
         resource = resources.files("satmae.resources").joinpath(f"stats_{text}.json")
         return BandStats.from_dict(json.loads(resource.read_text(encoding="utf-8")), text)
     path = Path(name_or_path)
+    if path.is_dir() or (path.is_file() and path.suffix in MODEL_SUFFIXES):
+        from satmae.spec import load_spec  # the spec module builds on this one
+
+        spec = load_spec(path)
+        if spec.normalization is None:
+            raise ValueError(
+                f"{path} is a model without normalisation statistics; compute them with "
+                "satmae stats DATA --out stats.json"
+            )
+        return spec.normalization.stats
     if not path.is_file():
         raise FileNotFoundError(
             f"statistics {text!r} are neither built in ({', '.join(BUILTIN_STATS)}) nor a file"

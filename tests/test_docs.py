@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from satmae.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,6 +55,15 @@ def test_readme_python_example_runs_on_the_demo_set(tmp_path: Path) -> None:
     )
     out: Any = namespace["out"]
     assert out.loss.isfinite() and out.loss > 0
+    # One call from the reader's output to features equals normalising by hand.
+    from satmae.data.stats import Normalize, load_stats
+
+    model: Any = namespace["model"]
+    series: Any = namespace["series"]
+    by_hand = Normalize(load_stats("s2_l2a"))(series)
+    expected = model.encoder.embed(by_hand["image"][None], by_hand["times"][None], series["bands"])
+    torch.testing.assert_close(namespace["features"], expected, rtol=0, atol=0)
+    assert out.weight.sum() > 0 and out.frame_losses.shape == (len(series["times"]),)
     # The loss is a weighted mean of the per-group (and per-frame) losses the example shows.
     assert out.group_losses.min() <= out.loss <= out.group_losses.max()
     assert out.frame_losses.min() <= out.loss <= out.frame_losses.max()

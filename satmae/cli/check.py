@@ -98,7 +98,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     parser.add_argument(
         "--stats",
-        help="statistics in use: s2_l1c, s2_l2a, satmae_official or a JSON file "
+        help="statistics in use: s2_l1c, s2_l2a, satmae_official, fmow_rgb or a JSON file "
         "(default: the model's, else built-in by product level)",
     )
     parser.add_argument("--bands", nargs="+", help="bands to read (default: all found)")

@@ -244,3 +244,15 @@ def test_check_accepts_all_four_model_forms(tmp_path, capsys):
         missing = results["model bands"]["detail"].split("lacks ")[1].split(";")[0]
         expected = ["B05", "B06", "B07", "B08", "B11", "B12", "B8A"]
         assert sorted(ast.literal_eval(missing)) == expected, name
+
+
+def test_load_stats_reads_a_model_files_statistics(tmp_path):
+    model = create_model("satmae_tiny", normalization="s2_l1c")
+    save_bundle(model, tmp_path / "bundle")
+    save_bundle(model.encoder, tmp_path / "enc.safetensors")
+    for name in ("bundle", "enc.safetensors"):
+        stats = load_stats(tmp_path / name)
+        assert stats.mean == load_stats("s2_l1c").subset(model.config.bands).mean
+    save_bundle(create_model("satmae_tiny", normalization=None), tmp_path / "bare")
+    with pytest.raises(ValueError, match="without normalisation statistics"):
+        load_stats(tmp_path / "bare")
