@@ -13,8 +13,9 @@ cheap.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from satmae.lazy import lazy_attributes
 
 __version__ = "0.1.0"
 
@@ -60,10 +61,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    """Import the model API lazily (PEP 562)."""
-    if name in _LAZY:
-        value = getattr(import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'satmae' has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _LAZY, globals())

@@ -97,12 +97,7 @@ class BandStats:
         bands: dict[str, Any] = {}
         for band in self.bands:
             entry: dict[str, Any] = {"mean": self.mean[band], "std": self.std[band]}
-            for key, table in (
-                ("count", self.count),
-                ("min", self.minimum),
-                ("max", self.maximum),
-                ("percentiles", self.percentiles),
-            ):
+            for key, table in self._optional_tables():
                 if band in table:
                     entry[key] = table[band]
             bands[band] = entry
@@ -114,6 +109,15 @@ class BandStats:
             "exact_percentiles": self.exact,
             "bands": bands,
         }
+
+    def _optional_tables(self) -> tuple[tuple[str, dict[str, Any]], ...]:
+        """(JSON key, table) of the statistics besides mean and std."""
+        return (
+            ("count", self.count),
+            ("min", self.minimum),
+            ("max", self.maximum),
+            ("percentiles", self.percentiles),
+        )
 
     def subset(self, bands: Sequence[str]) -> BandStats:
         """These statistics restricted to ``bands`` (any spelling), in that order.
@@ -168,12 +172,7 @@ class BandStats:
             stats.std[band] = float(entry["std"])
             if not stats.std[band] > 0:
                 raise ValueError(f"{source}: band {band} has std {stats.std[band]}; it must be > 0")
-            for key, table in (
-                ("count", stats.count),
-                ("min", stats.minimum),
-                ("max", stats.maximum),
-                ("percentiles", stats.percentiles),
-            ):
+            for key, table in stats._optional_tables():
                 if key in entry:
                     table[band] = entry[key]
         return stats

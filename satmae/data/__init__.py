@@ -8,8 +8,9 @@ that needs them is used.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from satmae.lazy import lazy_attributes
 
 _LAZY: dict[str, str] = {
     "Sample": "satmae.data.sample",
@@ -160,10 +161,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    """Import a public name from its module on first use (PEP 562)."""
-    if name in _LAZY:
-        value = getattr(import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'satmae.data' has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _LAZY, globals())
