@@ -2,7 +2,9 @@
 
 Each subcommand lives in ``satmae/cli/<name>.py`` and defines ``add_parser(subparsers)``
 (which registers its arguments and sets ``func``) so that ``satmae --help`` lists exactly the
-commands that are installed here.
+commands that are installed here. A command that sets ``passthrough=True`` receives its
+arguments unparsed in ``args.passthrough_args`` (``satmae pretrain`` hands them to
+LightningCLI).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "satmae.cli.demo_data",
     "satmae.cli.stats",
     "satmae.cli.check",
+    "satmae.cli.pretrain",
+    "satmae.cli.export",
 )
 """Subcommand modules, in the order ``satmae --help`` lists them."""
 
@@ -51,7 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``satmae`` command line; returns the process exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if getattr(args, "passthrough", False):
+        args.passthrough_args = unknown  # parsed by the command itself (e.g. LightningCLI)
+    elif unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         status: int = args.func(args)
     except (CommandError, ValueError, OSError) as error:

@@ -30,24 +30,11 @@ def _package_version(name: str) -> str:
         return "not installed"
 
 
-def _cpu_supports_bf16() -> bool:
-    """Whether a bf16 matmul on this CPU runs natively (AVX-512 BF16 or AMX)."""
-    import torch
-
-    capability = torch.backends.cpu.get_cpu_capability()
-    if capability in ("AVX512_BF16", "AMX"):
-        return True
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-            flags = cpuinfo.read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
 def collect_info() -> dict[str, Any]:
     """Gather versions, accelerators and threading facts as a JSON-able dict."""
     import torch
+
+    from satmae.train.precision import cpu_supports_bf16
 
     cuda = torch.cuda.is_available()
     mps = hasattr(torch.backends, "mps") and torch.backends.mps.is_available()
@@ -66,7 +53,7 @@ def collect_info() -> dict[str, Any]:
         "mps": mps,
         "cpu": {
             "capability": torch.backends.cpu.get_cpu_capability(),
-            "bf16": _cpu_supports_bf16(),
+            "bf16": cpu_supports_bf16(),
             "threads": torch.get_num_threads(),
         },
     }

@@ -45,12 +45,21 @@ def native_bf16(device_type: str) -> bool:
     if device_type == "cuda":
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     if device_type == "cpu":
-        # Imported here: the CLI package is above train in the module map, and the detection
-        # reads /proc/cpuinfo, which only a precision choice needs.
-        from satmae.cli.info import _cpu_supports_bf16
-
-        return _cpu_supports_bf16()
+        return cpu_supports_bf16()
     return False
+
+
+def cpu_supports_bf16() -> bool:
+    """Whether a bf16 matmul on this CPU runs natively (AVX-512 BF16 or AMX)."""
+    capability = torch.backends.cpu.get_cpu_capability()
+    if capability in ("AVX512_BF16", "AMX"):
+        return True
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            flags = cpuinfo.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def resolve_precision(requested: str, device_type: str) -> str:

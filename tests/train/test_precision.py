@@ -10,12 +10,12 @@ from satmae.train.precision import native_bf16, resolve_precision
 
 @pytest.fixture
 def cpu_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("satmae.cli.info._cpu_supports_bf16", lambda: True)
+    monkeypatch.setattr("satmae.train.precision.cpu_supports_bf16", lambda: True)
 
 
 @pytest.fixture
 def cpu_without_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("satmae.cli.info._cpu_supports_bf16", lambda: False)
+    monkeypatch.setattr("satmae.train.precision.cpu_supports_bf16", lambda: False)
 
 
 @pytest.mark.usefixtures("cpu_bf16")

@@ -336,6 +336,15 @@ class ChipStore:
         """Canonical band names of the C axis."""
         return self.spec.bands
 
+    def locations(self) -> list[str]:
+        """The location id of every chip, in index order (reads only that column)."""
+        found: list[str] = []
+        for part in range(len(self.parts)):
+            reader = self._reader(part)
+            for number in range(reader.num_record_batches):
+                found += reader.get_batch(number).column("location").to_pylist()
+        return found
+
     def locate(self, index: int) -> tuple[int, int]:
         """``(part position, row in part)`` of chip ``index``."""
         if not 0 <= index < len(self):

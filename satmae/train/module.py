@@ -1,0 +1,151 @@
+"""The pretraining LightningModule: a SatMAE fed batches as read, with schedules and guards.
+
+The model applies its own band order and normalisation (``mae(batch)``), so the module only
+chooses the mask ratio of the step, logs the named losses and optimises. Every checkpoint
+carries the model spec under ``satmae_config``, so ``satmae.load_encoder("last.ckpt")`` and
+``satmae export`` read it like a bundle.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor
+
+from satmae.models import MaskedAutoencoder, create_model, load_mae
+from satmae.spec import METADATA_KEY
+from satmae.train.optim import OptimizerConfig, build_optimizer
+from satmae.train.schedules import MaskRatioSchedule, lr_scheduler
+
+
+class NonFiniteLoss(RuntimeError):
+    """A training loss that is NaN or infinite."""
+
+
+class PretrainModule(L.LightningModule):
+    """Masked-autoencoder pretraining of a registered or loaded SatMAE.
+
+    Args:
+        model: a registry name (``satmae.models.MODEL_CONFIGS``).
+        overrides: config fields replacing the registry's (e.g. ``{"max_frames": 4}``).
+        normalization: statistics the model applies to raw reflectance: a built-in name
+            (``s2_l2a``, ``s2_l1c``), a stats file from ``satmae stats``, or a model file.
+        init_from: continue from a bundle, Lightning checkpoint or official SatMAE ``.pth``
+            (with its decoder) instead of building ``model``; its normalisation is kept unless
+            ``normalization`` is given explicitly.
+        optimizer: AdamW, learning rate and warmup/cosine settings.
+        mask_ratio: the mask-ratio schedule over optimisation steps.
+        skip_nonfinite: skip a batch whose loss is not finite (counted in ``train/skipped``)
+            instead of stopping the run.
+    """
+
+    def __init__(
+        self,
+        model: str = "satmae_tiny",
+        overrides: dict[str, Any] | None = None,
+        normalization: str | None = "s2_l2a",
+        init_from: str | None = None,
+        optimizer: OptimizerConfig | None = None,
+        mask_ratio: MaskRatioSchedule | None = None,
+        skip_nonfinite: bool = False,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.model: MaskedAutoencoder = (
+            load_mae(init_from)
+            if init_from
+            else create_model(model, normalization=normalization, **(overrides or {}))
+        )
+        if init_from and normalization not in (None, "s2_l2a"):
+            self.model.set_normalization(normalization)
+        self.optimizer_config = optimizer or OptimizerConfig()
+        self.mask_ratio = mask_ratio or MaskRatioSchedule(start=self.model.config.mask_ratio)
+        self.skip_nonfinite = skip_nonfinite
+        self.skipped = 0
+
+    # Steps --------------------------------------------------------------------------------
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor | None:
+        """One masked-autoencoder loss on a batch as read."""
+        ratio = self.mask_ratio(self.global_step)
+        out = self.model(batch, mask_ratio=ratio)
+        if not bool(torch.isfinite(out.loss)):
+            where = self._nonfinite_parts(out.group_losses, out.frame_losses, out.groups)
+            if not self.skip_nonfinite:
+                raise NonFiniteLoss(
+                    f"the training loss is {out.loss.item()} at step {self.global_step} "
+                    f"(batch {batch_idx}): {where}; the last checkpoint is kept. Lower the "
+                    "learning rate, check the data (satmae check), or set "
+                    "model.skip_nonfinite=true to skip such batches"
+                )
+            self.skipped += 1
+            self.log("train/skipped", float(self.skipped))
+            return None
+        size = out.mask.shape[0]
+        self.log("train/loss", out.loss, prog_bar=True, batch_size=size)
+        self.log("train/mask_ratio", ratio, batch_size=size)
+        for group, value in zip(out.groups, out.group_losses, strict=True):
+            self.log(f"train/loss_group{group}", value, batch_size=size)
+        for frame, value in enumerate(out.frame_losses):
+            self.log(f"train/loss_frame{frame}", value, batch_size=size)
+        loss: Tensor = out.loss
+        return loss
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        """Reconstruction loss on held-out locations, with a fixed mask per batch."""
+        generator = torch.Generator(device=self.device).manual_seed(batch_idx)
+        out = self.model(batch, mask_ratio=self.mask_ratio(self.global_step), generator=generator)
+        self.log("val/loss", out.loss, prog_bar=True, batch_size=out.mask.shape[0])
+
+    @staticmethod
+    def _nonfinite_parts(groups: Tensor, frames: Tensor, indices: tuple[int, ...]) -> str:
+        bad_groups = [
+            g for g, v in zip(indices, groups.tolist(), strict=True) if not math.isfinite(v)
+        ]
+        bad_frames = [t for t, v in enumerate(frames.tolist()) if not math.isfinite(v)]
+        return f"non-finite in band groups {bad_groups} and frames {bad_frames}"
+
+    # Optimisation -------------------------------------------------------------------------
+
+    def effective_batch(self) -> int:
+        """Samples per optimisation step over all devices and accumulated batches."""
+        trainer = self.trainer
+        datamodule = getattr(trainer, "datamodule", None)
+        per_device = int(getattr(datamodule, "batch_size", 1))
+        return per_device * trainer.world_size * trainer.accumulate_grad_batches
+
+    def configure_optimizers(self) -> Any:
+        """AdamW on decay / no-decay groups, per-step warmup then cosine."""
+        config = self.optimizer_config
+        optimizer = build_optimizer(self.model, config, self.effective_batch())
+        total = int(self.trainer.estimated_stepping_batches)
+        scheduler = lr_scheduler(optimizer, config.warmup_steps, max(total, 1), config.min_lr_ratio)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
+
+    def configure_gradient_clipping(
+        self,
+        optimizer: torch.optim.Optimizer,
+        gradient_clip_val: int | float | None = None,
+        gradient_clip_algorithm: str | None = None,
+    ) -> None:
+        """Clip by norm to ``optimizer.clip_grad`` when set (or the Trainer's value)."""
+        value = self.optimizer_config.clip_grad or gradient_clip_val
+        if value:
+            self.clip_gradients(optimizer, value, gradient_clip_algorithm or "norm")
+
+    # Checkpoints --------------------------------------------------------------------------
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Store the model spec so the checkpoint reads like a bundle."""
+        checkpoint[METADATA_KEY] = self.model.spec.to_json()
+        checkpoint["satmae_skipped_batches"] = self.skipped
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Restore the skipped-batch count."""
+        self.skipped = int(checkpoint.get("satmae_skipped_batches", 0))

@@ -1,0 +1,142 @@
+"""satmae pretrain: the CLI on a small chip store, checkpoints that read like bundles, guards."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import satmae
+from satmae.cli import main
+from satmae.data.sample import collate_samples
+from satmae.data.store.chipwriter import ChipStoreWriter
+from satmae.models import load_encoder
+from satmae.train.data import PretrainData, split_by_location
+from satmae.train.module import NonFiniteLoss, PretrainModule
+
+ROOT = Path(__file__).resolve().parents[2]
+BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12")
+
+
+def chip(seed: int) -> dict:
+    rng = np.random.default_rng(seed)
+    image = rng.integers(200, 4000, (2, len(BANDS), 32, 32)).astype(np.float32)
+    return {
+        "image": torch.from_numpy(image),
+        "bands": BANDS,
+        "times": torch.tensor([1_650_000_000 + seed, 1_660_000_000 + seed]),
+        "valid": torch.ones(2, 32, 32, dtype=torch.bool),
+        "location": f"loc-{seed // 2}",
+    }
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("chips")
+    with ChipStoreWriter(root, "part", bands=BANDS, frames=2, height=32, width=32) as writer:
+        for seed in range(16):
+            writer.add(chip(seed))
+    return root
+
+
+def pretrain(store: Path, run: Path, *extra: str) -> int:
+    return main(
+        [
+            "pretrain",
+            "--config",
+            str(ROOT / "configs" / "pretrain" / "demo.yaml"),
+            "--data.path",
+            str(store),
+            "--data.batch_size",
+            "4",
+            "--model.overrides",
+            '{"img_size": [32, 32], "max_frames": 2}',
+            "--trainer.default_root_dir",
+            str(run),
+            "--trainer.enable_progress_bar",
+            "false",
+            "--trainer.logger",
+            "false",
+            "--precision",
+            "32-true",
+            "--checkpoint.dirpath",
+            str(run / "checkpoints"),
+            "--checkpoint.every_n_train_steps",
+            "1",
+            "--model.optimizer.warmup_steps",
+            "1",
+            *extra,
+        ]
+    )
+
+
+def test_split_holds_out_whole_locations():
+    locations = [f"l{i // 3}" for i in range(30)]
+    train, val = split_by_location(locations, 0.2, seed=0)
+    assert sorted(train + val) == list(range(30))
+    assert {locations[i] for i in train}.isdisjoint({locations[i] for i in val})
+    assert len({locations[i] for i in val}) == 2
+    assert split_by_location(locations, 0.2, seed=0) == (train, val)
+    with pytest.raises(ValueError, match=r"val_fraction must be in \[0, 1\)"):
+        split_by_location(locations, 1.0, seed=0)
+
+
+def test_two_step_cli_run_writes_checkpoints_that_read_like_bundles(store, tmp_path):
+    assert pretrain(store, tmp_path / "run", "--trainer.max_steps", "2") == 0
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    assert last.is_file()
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("step*.ckpt")) == [
+        "step00000001.ckpt",
+        "step00000002.ckpt",
+    ]
+    assert list((tmp_path / "run").rglob("config.yaml")), "the resolved config is saved"
+    spec = satmae.load_spec(last)
+    assert spec.contents == "mae" and spec.normalization is not None
+    assert main(["export", str(last), "--out", str(tmp_path / "bundle")]) == 0
+    batch = collate_samples([chip(100), chip(101)])
+    from_ckpt = load_encoder(last).embed(batch)
+    from_bundle = load_encoder(tmp_path / "bundle").embed(batch)
+    torch.testing.assert_close(from_ckpt, from_bundle, rtol=0, atol=0)
+    assert main(["export", str(last), "--out", str(tmp_path / "bundle")]) == 2  # no overwrite
+
+
+def test_bad_config_key_fails_before_reading_data(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        pretrain(tmp_path / "no_store_here", tmp_path / "run", "--model.mask_ration", "0.5")
+    assert exit_info.value.code != 0
+    assert "mask_ration" in capsys.readouterr().err
+
+
+def test_nonfinite_loss_names_the_step_and_stops(store):
+    module = PretrainModule(overrides={"img_size": [32, 32], "max_frames": 2})
+    batch = collate_samples([chip(1), chip(2)])
+    batch["image"][:, :, 3] = float("nan")  # B04 (group 0); attention spreads it to every group
+    with pytest.raises(
+        NonFiniteLoss, match=r"loss is nan at step 0 .*non-finite in band groups \[0, 1, 2\]"
+    ):
+        module.training_step(batch, 0)
+
+
+def test_datamodule_rejects_a_batch_larger_than_the_data(store):
+    data = PretrainData(str(store), batch_size=64)
+    with pytest.raises(ValueError, match=r"fewer than data\.batch_size=64"):
+        data.setup()
+
+
+@pytest.mark.parametrize(("native", "expected"), [(False, "32-true"), (True, "bf16-mixed")])
+def test_precision_auto_follows_the_hardware(monkeypatch, native, expected):
+    from satmae.train.cli import trainer_precision
+
+    monkeypatch.setattr("satmae.train.precision.cpu_supports_bf16", lambda: native)
+    assert trainer_precision("auto", "cpu") == expected
+    assert trainer_precision("32-true", "auto") == "32-true"
+
+
+def test_auto_precision_is_saved_resolved(store, tmp_path, monkeypatch):
+    monkeypatch.setattr("satmae.train.precision.cpu_supports_bf16", lambda: False)
+    args = ["--trainer.max_steps", "1", "--precision", "auto"]
+    assert pretrain(store, tmp_path / "run", *args) == 0
+    saved = next((tmp_path / "run").rglob("config.yaml")).read_text()
+    assert "precision: 32-true" in saved
