@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
+from satmae.train.checkpoint_io import AtomicCheckpointIO
 from satmae.train.data import PretrainData
 from satmae.train.module import PretrainModule
 from satmae.train.precision import resolve_precision
@@ -81,7 +82,12 @@ def run_pretrain(argv: Sequence[str]) -> int:
             run=False,
             seed_everything_default=0,
             save_config_kwargs={"overwrite": True},
-            trainer_defaults={"log_every_n_steps": 1},
+            trainer_defaults={
+                "log_every_n_steps": 1,
+                # The data module's sampler shards by rank itself and resumes mid-epoch.
+                "use_distributed_sampler": False,
+                "plugins": [AtomicCheckpointIO()],
+            },
             parser_kwargs={"prog": "satmae pretrain"},
         )
     finally:

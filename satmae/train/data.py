@@ -1,8 +1,10 @@
 """Pretraining data: a chip store split by location into training and validation chips.
 
 Validation holds out whole locations (never chips of a training location), chosen by a seeded
-permutation so that every rank and every resumed run sees the same split. Lightning shards the
-map-style datasets across DDP ranks with its distributed sampler.
+permutation so that every rank and every resumed run sees the same split. Training chips come in
+the order of :class:`~satmae.train.sampler.ResumableSampler`: disjoint per rank, and resumed
+where an interrupted epoch stopped (the data module's state, saved in every checkpoint, counts
+the batches of the current epoch).
 """
 
 from __future__ import annotations
@@ -12,12 +14,12 @@ from typing import Any
 
 import lightning as L
 import numpy as np
-import torch
 from torch.utils.data import DataLoader, Subset
 
 from satmae.data.sample import collate_samples
 from satmae.data.store.chipstore import ChipStore
 from satmae.data.store.datasets import ChipDataset
+from satmae.train.sampler import ResumableSampler
 
 
 def split_by_location(
@@ -77,6 +79,9 @@ class PretrainData(L.LightningDataModule):
         self.storage_options = storage_options
         self.train_set: Subset[Any] | None = None
         self.val_set: Subset[Any] | None = None
+        self.epoch = 0
+        self.batches_done = 0
+        self._resume: tuple[int, int] | None = None
 
     def open_store(self) -> ChipStore:
         """The chip store (raises FileNotFoundError with the path when it is not one)."""
@@ -99,18 +104,35 @@ class PretrainData(L.LightningDataModule):
         self.train_set, self.val_set = Subset(dataset, train), Subset(dataset, val)
 
     def train_dataloader(self) -> DataLoader[Any]:
-        """Shuffled, seeded, full batches only."""
+        """Seeded, rank-sharded, full batches; resumes mid-epoch after a checkpoint."""
         assert self.train_set is not None, "call setup() first"
+        sampler = ResumableSampler(len(self.train_set), self.batch_size, self.seed)
+        if self._resume is not None:
+            sampler.resume(*self._resume)
         return DataLoader(
             self.train_set,
             batch_size=self.batch_size,
-            shuffle=True,
-            drop_last=True,
+            sampler=sampler,
             num_workers=self.num_workers,
             collate_fn=collate_samples,
-            generator=torch.Generator().manual_seed(self.seed),
             persistent_workers=self.num_workers > 0,
         )
+
+    def count_batch(self, epoch: int) -> None:
+        """Record that a training batch of ``epoch`` is about to be used."""
+        if epoch != self.epoch:
+            self.epoch, self.batches_done = epoch, 0
+        self.batches_done += 1
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where training stands in the data: the epoch and the batches used in it."""
+        return {"epoch": self.epoch, "batches_done": self.batches_done}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Resume after the batches a checkpoint had used."""
+        self.epoch = int(state_dict["epoch"])
+        self.batches_done = int(state_dict["batches_done"])
+        self._resume = (self.epoch, self.batches_done)
 
     def val_dataloader(self) -> DataLoader[Any]:
         """The held-out locations in store order (empty when nothing is held out)."""

@@ -15,9 +15,12 @@ import lightning as L
 import torch
 from torch import Tensor
 
-from satmae.models import MaskedAutoencoder, create_model, load_mae
+from satmae.models import MaskedAutoencoder, ModelInputs, create_model, load_mae
+from satmae.models.tokenizer import select_bands
 from satmae.spec import METADATA_KEY
+from satmae.train.data import PretrainData
 from satmae.train.optim import OptimizerConfig, build_optimizer
+from satmae.train.sampler import rank_and_world
 from satmae.train.schedules import MaskRatioSchedule, lr_scheduler
 
 
@@ -40,6 +43,8 @@ class PretrainModule(L.LightningModule):
         mask_ratio: the mask-ratio schedule over optimisation steps.
         skip_nonfinite: skip a batch whose loss is not finite (counted in ``train/skipped``)
             instead of stopping the run.
+        seed: seed of the per-step masks (``seed_everything`` does not reach them, so that a
+            resumed run draws the same masks as an uninterrupted one).
     """
 
     def __init__(
@@ -51,6 +56,7 @@ class PretrainModule(L.LightningModule):
         optimizer: OptimizerConfig | None = None,
         mask_ratio: MaskRatioSchedule | None = None,
         skip_nonfinite: bool = False,
+        seed: int = 0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -64,14 +70,50 @@ class PretrainModule(L.LightningModule):
         self.optimizer_config = optimizer or OptimizerConfig()
         self.mask_ratio = mask_ratio or MaskRatioSchedule(start=self.model.config.mask_ratio)
         self.skip_nonfinite = skip_nonfinite
+        self.seed = seed
         self.skipped = 0
 
     # Steps --------------------------------------------------------------------------------
 
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        """Count the batch in the data module's state, so a checkpoint knows where data stands."""
+        datamodule = getattr(self._trainer, "datamodule", None)
+        if isinstance(datamodule, PretrainData):
+            datamodule.count_batch(self.current_epoch)
+
+    def step_noise(self, inputs: ModelInputs) -> Tensor:
+        """Masking noise of this step, a function of the seed and step only.
+
+        Noise is drawn for the global batch of all ranks and sliced to this rank's rows, so a
+        resumed run draws the same masks, and R ranks with batch B draw those of one process
+        with batch R·B.
+        """
+        rank, world = rank_and_world()
+        batch, frames = inputs.image.shape[:2]
+        groups = len(select_bands(self.model.config, inputs.bands, inputs.image.shape[2]).groups)
+        size = (int(inputs.image.shape[-2]), int(inputs.image.shape[-1]))
+        height, width = self.model.config.patch_grid(size)
+        shape = self.model.masking.noise_shape(batch, frames, groups, height * width)
+        generator = torch.Generator(device=inputs.image.device)
+        generator.manual_seed(self.seed * 1_000_003 + self.global_step)
+        noise = torch.rand(
+            (batch * world, *shape[1:]), generator=generator, device=inputs.image.device
+        )
+        return noise[rank * batch : (rank + 1) * batch]
+
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor | None:
         """One masked-autoencoder loss on a batch as read."""
         ratio = self.mask_ratio(self.global_step)
-        out = self.model(batch, mask_ratio=ratio)
+        inputs = self.model.prepare(batch)
+        out = self.model(
+            inputs.image,
+            inputs.times,
+            inputs.bands,
+            inputs.valid,
+            inputs.frame_mask,
+            mask_ratio=ratio,
+            noise=self.step_noise(inputs),
+        )
         if not bool(torch.isfinite(out.loss)):
             where = self._nonfinite_parts(out.group_losses, out.frame_losses, out.groups)
             if not self.skip_nonfinite:
