@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "satmae.cli.demo_data",
     "satmae.cli.stats",
     "satmae.cli.check",
+    "satmae.cli.prep",
 )
 """Subcommand modules, in the order ``satmae --help`` lists them."""
 
