@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import csv
+import io
 import subprocess
 import sys
+from collections.abc import Callable
+from contextlib import redirect_stderr, redirect_stdout
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,6 +18,7 @@ import torch
 from affine import Affine
 
 from satmae.bands import L1C_BANDS, resolution
+from satmae.cli import main
 from satmae.data.parallel import run_tasks
 from satmae.data.readers.frames import frames_from_folder
 from satmae.data.readers.layouts import OSCD_IMAGES
@@ -25,9 +29,32 @@ RECIPES = Path(__file__).resolve().parents[1] / "data_prep"
 BANDS = ("B02", "B03", "B04", "B05", "B08", "B11")
 
 
+COMMANDS = {
+    "s2_scenes_to_chips.py": "s2-scenes",
+    "fmow_sentinel.py": "fmow-sentinel",
+    "ssl4eo_s12.py": "ssl4eo-s12",
+    "oscd_to_torchgeo.py": "oscd-torchgeo",
+}
+
+
 def run_recipe(name: str, *args: object) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, str(RECIPES / name), *map(str, args)]
     return subprocess.run(command, capture_output=True, text=True, check=False, timeout=120)
+
+
+def run_command(name: str, *args: object) -> subprocess.CompletedProcess[str]:
+    """The script's ``satmae prep`` command, run in this process."""
+    argv = ["prep", COMMANDS[name], *map(str, args)]
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        status = main(argv)
+    return subprocess.CompletedProcess(argv, status, out.getvalue(), err.getvalue())
+
+
+@pytest.fixture(params=["script", "satmae prep"])
+def run(request: pytest.FixtureRequest) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """A recipe as its ``data_prep/`` script or as ``satmae prep`` in this process."""
+    return run_recipe if request.param == "script" else run_command
 
 
 def write_product(folder: Path, seed: int, size: int, bands=BANDS, cloud: float = 0.0) -> None:
@@ -161,7 +188,7 @@ def test_dask_local_cluster(series_folder: Path, tmp_path: Path) -> None:
     assert len(ChipStore(tmp_path / "s").parts) == 2
 
 
-def test_ssl4eo_s12_seasons(tmp_path: Path) -> None:
+def test_ssl4eo_s12_seasons(tmp_path: Path, run) -> None:
     root = tmp_path / "ssl4eo"
     seasons = (
         "20200115T101021_20200115T101746_T32TQM",
@@ -175,7 +202,7 @@ def test_ssl4eo_s12_seasons(tmp_path: Path) -> None:
             write_product(folder, seed, 24, bands=L1C_BANDS)
             for file in folder.iterdir():  # SSL4EO names bands B1.tif ... B8A.tif
                 file.rename(folder / file.name.rsplit("_", 1)[1].replace("B0", "B"))
-    result = run_recipe(
+    result = run(
         "ssl4eo_s12.py", root, "--out", tmp_path / "store", "--size", 24, "--bands", *L1C_BANDS
     )
     assert result.returncode == 0, result.stderr
@@ -184,7 +211,7 @@ def test_ssl4eo_s12_seasons(tmp_path: Path) -> None:
     assert [p.name for p in store.parts] == ["0000000", "0000001"]
 
 
-def test_fmow_sentinel_csv(tmp_path: Path) -> None:
+def test_fmow_sentinel_csv(tmp_path: Path, run) -> None:
     rows = []
     for location, category in ((0, "airport"), (0, "zoo"), (1, "zoo")):
         for image_id, day in enumerate(("2016-03-01", "2017-05-02")):
@@ -217,7 +244,7 @@ def test_fmow_sentinel_csv(tmp_path: Path) -> None:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    result = run_recipe(
+    result = run(
         "fmow_sentinel.py",
         tmp_path / "train.csv",
         "--out",
@@ -239,6 +266,39 @@ def test_fmow_sentinel_csv(tmp_path: Path) -> None:
     assert (
         chip["valid"][0].sum() == 20 * 24 and chip["image"][0, 0][chip["valid"][0]].eq(1001).all()
     )
+
+
+def test_oscd_to_torchgeo_on_generated_cities(tmp_path: Path, run) -> None:
+    from satmae.prep.oscd_torchgeo import LABELS
+
+    images = tmp_path / "oscd" / OSCD_IMAGES
+    for seed, city in enumerate(("alpha", "beta")):
+        for date in (1, 2):
+            write_product(images / city / f"imgs_{date}", seed + date, 48, bands=L1C_BANDS)
+        (images / city / "dates.txt").write_text("date_1: 20170101\ndate_2: 20170601\n")
+        labels = tmp_path / "oscd" / LABELS[0] / city / "cm"
+        labels.mkdir(parents=True)
+        (labels / "cm.png").write_bytes(b"label")
+    (images / "train.txt").write_text("alpha,beta")
+    out = tmp_path / "torchgeo"
+    result = run("oscd_to_torchgeo.py", tmp_path / "oscd", "--out", out, "--cities", "alpha")
+    assert result.returncode == 0, result.stderr
+    assert "cities: 1 (0 already written), failed: 0" in result.stdout
+    rect = out / OSCD_IMAGES / "alpha" / "imgs_2_rect"
+    assert sorted(p.stem for p in rect.glob("*.tif")) == sorted(L1C_BANDS)
+    with rasterio.open(rect / "B01.tif") as src:  # 60 m resampled onto the 10 m grid
+        assert (src.width, src.height, src.res) == (48, 48, (10.0, 10.0))
+    with (
+        rasterio.open(rect / "B02.tif") as dst,
+        rasterio.open(next((images / "alpha" / "imgs_2").glob("*_B02.tif"))) as src,
+    ):
+        assert np.array_equal(dst.read(1), src.read(1))
+    assert (out / OSCD_IMAGES / "alpha" / "dates.txt").exists()
+    assert (out / OSCD_IMAGES / "train.txt").exists()
+    assert (out / LABELS[0] / "alpha" / "cm" / "cm.png").exists()
+    assert not (out / OSCD_IMAGES / "beta").exists()
+    rerun = run("oscd_to_torchgeo.py", tmp_path / "oscd", "--out", out)
+    assert rerun.returncode == 0 and "cities: 2 (1 already written), failed: 0" in rerun.stdout
 
 
 @pytest.mark.real_data

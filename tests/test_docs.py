@@ -13,15 +13,27 @@ from satmae.cli import build_parser
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _subcommands() -> dict[str, argparse.ArgumentParser]:
-    parser = build_parser()
+def _subcommands(
+    parser: argparse.ArgumentParser | None = None, prefix: str = ""
+) -> dict[str, argparse.ArgumentParser]:
+    """Subcommand name -> parser; with ``prefix`` nested ones too (``prep s2-scenes``)."""
+    parser = parser or build_parser()
     action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    return dict(action.choices)
+    return {prefix + name: subparser for name, subparser in action.choices.items()}
+
+
+def _all_subcommands() -> dict[str, argparse.ArgumentParser]:
+    found = _subcommands()
+    for name, subparser in list(found.items()):
+        if any(isinstance(a, argparse._SubParsersAction) for a in subparser._actions):
+            found |= _subcommands(subparser, f"{name} ")
+    return found
 
 
 def test_cli_reference_documents_every_command_and_option() -> None:
     reference = (ROOT / "docs" / "cli.md").read_text()
-    for name, subparser in _subcommands().items():
+    assert "prep s2-scenes" in _all_subcommands()
+    for name, subparser in _all_subcommands().items():
         assert f"`satmae {name}`" in reference, f"docs/cli.md lacks a section for {name}"
         for action in subparser._actions:
             for option in action.option_strings:

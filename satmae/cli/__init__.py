@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "satmae.cli.check",
     "satmae.cli.pretrain",
     "satmae.cli.export",
+    "satmae.cli.prep",
 )
 """Subcommand modules, in the order ``satmae --help`` lists them."""
 
