@@ -22,7 +22,7 @@ demo: $(STAMP)
 	$(BIN)/satmae demo-data --out $(DEMO_DIR) --overwrite
 	$(BIN)/satmae check $(DEMO_DIR) --errors-only
 	rm -rf $(DEMO_CHIPS)
-	$(BIN)/python data_prep/s2_scenes_to_chips.py $(DEMO_DIR) --out $(DEMO_CHIPS) \
+	$(BIN)/satmae prep s2-scenes $(DEMO_DIR) --out $(DEMO_CHIPS) \
 		--size 64 --frames 4 --dates clearest --min-valid 0.6
 	$(BIN)/satmae info
 

@@ -1,7 +1,12 @@
-"""Checkpoints written atomically: a killed run leaves the previous file, never a partial one."""
+"""Checkpoints written atomically: a killed run leaves the previous file, never a partial one.
+
+A run killed while writing leaves a hidden temporary beside the checkpoint (``.NAME.*.tmp``);
+the next write of that checkpoint removes it.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -22,5 +27,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             raise TypeError(
                 f"{type(self).__name__} takes no storage_options, got {storage_options!r}"
             )
-        with atomic_path(path) as staging:
+        target = Path(path)
+        for stale in target.parent.glob(f".{target.name}.*.tmp"):
+            stale.unlink(missing_ok=True)
+        with atomic_path(target) as staging:
             torch.save(checkpoint, staging)

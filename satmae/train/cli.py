@@ -86,11 +86,11 @@ def run_pretrain(argv: Sequence[str]) -> int:
                 "log_every_n_steps": 1,
                 # The data module's sampler shards by rank itself and resumes mid-epoch.
                 "use_distributed_sampler": False,
-                "plugins": [AtomicCheckpointIO()],
             },
             parser_kwargs={"prog": "satmae pretrain"},
         )
     finally:
         sys.argv = saved
+    cli.trainer.strategy.checkpoint_io = AtomicCheckpointIO()
     cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.ckpt_path)
     return 0

@@ -140,3 +140,74 @@ def test_auto_precision_is_saved_resolved(store, tmp_path, monkeypatch):
     assert pretrain(store, tmp_path / "run", *args) == 0
     saved = next((tmp_path / "run").rglob("config.yaml")).read_text()
     assert "precision: 32-true" in saved
+
+
+def logged_losses(run: Path) -> dict[int, float]:
+    import csv
+
+    losses = {}
+    for metrics in sorted(run.rglob("metrics.csv")):
+        with metrics.open() as handle:
+            for row in csv.DictReader(handle):
+                if row.get("train/loss"):
+                    losses[int(row["step"])] = float(row["train/loss"])
+    return losses
+
+
+def test_killed_run_resumes_exactly(store, tmp_path):
+    """SIGKILL mid-run, resume with --ckpt_path last: the same losses as an uninterrupted run."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    steps = ["--trainer.max_steps", "24", "--trainer.logger", "true"]
+    assert pretrain(store, tmp_path / "whole", *steps) == 0
+    whole = logged_losses(tmp_path / "whole")
+    assert sorted(whole) == list(range(24))
+
+    run = tmp_path / "killed"
+    argv = [
+        "pretrain",
+        "--config",
+        str(ROOT / "configs" / "pretrain" / "demo.yaml"),
+        "--data.path",
+        str(store),
+        "--data.batch_size",
+        "4",
+        "--model.overrides",
+        '{"img_size": [32, 32], "max_frames": 2}',
+        "--model.optimizer.warmup_steps",
+        "1",
+        "--trainer.default_root_dir",
+        str(run),
+        "--trainer.enable_progress_bar",
+        "false",
+        "--precision",
+        "32-true",
+        "--checkpoint.dirpath",
+        str(run / "checkpoints"),
+        "--checkpoint.every_n_train_steps",
+        "1",
+        *steps,
+    ]
+    code = "import sys; from satmae.cli import main; sys.exit(main(sys.argv[1:]))"
+    process = subprocess.Popen([sys.executable, "-c", code, *argv], cwd=ROOT)
+    deadline = time.monotonic() + 120
+    while not (run / "checkpoints" / "step00000005.ckpt").exists():
+        assert process.poll() is None, "the run ended before it could be killed"
+        assert time.monotonic() < deadline, "no checkpoint after 120 s"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    for saved in (run / "checkpoints").glob("*.ckpt"):  # complete, whatever the kill hit
+        torch.load(saved, map_location="cpu", weights_only=False)
+    stopped_at = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["global_step"]
+    assert 4 <= stopped_at < 24  # last.ckpt is written after the step file
+
+    assert pretrain(store, run, *steps, "--ckpt_path", "last") == 0
+    assert not list(run.rglob("*.tmp")), "the resumed run removes what the kill left"
+    resumed = logged_losses(run)
+    assert set(resumed) >= set(range(stopped_at, 24))
+    for step in range(stopped_at, 24):
+        assert resumed[step] == pytest.approx(whole[step], rel=0, abs=1e-6), step
