@@ -127,7 +127,8 @@ class PretrainModule(L.LightningModule):
             self.log("train/skipped", float(self.skipped))
             return None
         size = out.mask.shape[0]
-        self.log("train/loss", out.loss, prog_bar=True, batch_size=size)
+        # The mean over ranks: R ranks with batch B log what one process with batch R·B would.
+        self.log("train/loss", out.loss, prog_bar=True, batch_size=size, sync_dist=True)
         self.log("train/mask_ratio", ratio, batch_size=size)
         for group, value in zip(out.groups, out.group_losses, strict=True):
             self.log(f"train/loss_group{group}", value, batch_size=size)

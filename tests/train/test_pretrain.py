@@ -211,3 +211,73 @@ def test_killed_run_resumes_exactly(store, tmp_path):
     assert set(resumed) >= set(range(stopped_at, 24))
     for step in range(stopped_at, 24):
         assert resumed[step] == pytest.approx(whole[step], rel=0, abs=1e-6), step
+
+
+def test_ranks_read_disjoint_blocks_of_the_single_process_batch():
+    from satmae.train.sampler import ResumableSampler
+
+    single = list(ResumableSampler(40, 8, seed=3, rank=0, world_size=1))
+    ranks = [list(ResumableSampler(40, 4, seed=3, rank=r, world_size=2)) for r in (0, 1)]
+    assert set(ranks[0]).isdisjoint(ranks[1])
+    for batch in range(5):
+        merged = ranks[0][batch * 4 : batch * 4 + 4] + ranks[1][batch * 4 : batch * 4 + 4]
+        assert merged == single[batch * 8 : batch * 8 + 8]
+    resumed = ResumableSampler(40, 8, seed=3, rank=0, world_size=1)
+    resumed.resume(epoch=0, batches=2)
+    assert list(resumed) == single[16:] and len(resumed) == len(single)
+
+
+@pytest.mark.slow
+def test_two_process_ddp_matches_one_process_with_the_same_global_batch(store, tmp_path):
+    fast = ["--trainer.max_steps", "1", "--trainer.logger", "true", "--model.optimizer.blr", "0.05"]
+    assert pretrain(store, tmp_path / "one", *fast, "--data.batch_size", "8") == 0
+    ddp = ["--trainer.accelerator", "cpu", "--trainer.devices", "2"]
+    ddp += ["--trainer.strategy", "ddp_spawn", "--data.batch_size", "4"]
+    assert pretrain(store, tmp_path / "two", *fast, *ddp) == 0
+    one, two = logged_losses(tmp_path / "one"), logged_losses(tmp_path / "two")
+    assert two[0] == pytest.approx(one[0], rel=0, abs=1e-6)
+    first = torch.load(tmp_path / "one" / "checkpoints" / "last.ckpt", weights_only=False)
+    second = torch.load(tmp_path / "two" / "checkpoints" / "last.ckpt", weights_only=False)
+    close = total = 0
+    for key, value in first["state_dict"].items():
+        close += int(torch.isclose(value, second["state_dict"][key], rtol=0, atol=1e-5).sum())
+        total += value.numel()
+    assert close / total > 0.999  # one AdamW step from all-reduced gradients
+
+
+def test_mask_ratio_schedule_is_logged_as_promised(store, tmp_path):
+    from satmae.train.schedules import MaskRatioSchedule
+
+    schedule = ["--model.mask_ratio.kind", "linear", "--model.mask_ratio.start", "0.5"]
+    schedule += ["--model.mask_ratio.end", "0.8", "--model.mask_ratio.steps", "3"]
+    steps = ["--trainer.max_steps", "5", "--trainer.logger", "true"]
+    assert pretrain(store, tmp_path / "run", *steps, *schedule) == 0
+    import csv
+
+    logged = {}
+    with next((tmp_path / "run").rglob("metrics.csv")).open() as handle:
+        for row in csv.DictReader(handle):
+            if row.get("train/mask_ratio"):
+                logged[int(row["step"])] = float(row["train/mask_ratio"])
+    promised = MaskRatioSchedule(kind="linear", start=0.5, end=0.8, steps=3)
+    assert logged == pytest.approx({step: promised(step) for step in range(5)})
+    assert logged[0] == pytest.approx(0.5) and logged[4] == pytest.approx(0.8)
+
+
+def test_bf16_mixed_runs(store, tmp_path):
+    args = ["--trainer.max_steps", "1", "--precision", "bf16-mixed"]
+    with pytest.warns(UserWarning) if not _native_bf16() else _nothing():
+        assert pretrain(store, tmp_path / "run", *args) == 0
+    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
+
+
+def _native_bf16() -> bool:
+    from satmae.train.precision import cpu_supports_bf16
+
+    return cpu_supports_bf16()
+
+
+def _nothing():
+    import contextlib
+
+    return contextlib.nullcontext()
