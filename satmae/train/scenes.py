@@ -271,7 +271,9 @@ class SceneWindows(Dataset[Sample]):
         epoch: epoch of the draws (see :meth:`set_epoch`).
         pad: allow locations with fewer than ``frames`` dates (their series come shorter);
             with False they are an error.
-        max_open: locations whose files each process keeps open.
+        max_open: locations whose files each process keeps open; reopening is the slow part
+            of a read (a shuffled epoch over more locations than this reopens on most items),
+            so raise it as far as the open-file limit (``ulimit -n``) allows.
 
     Raises:
         FileNotFoundError: if the path holds no readable scene.
@@ -291,7 +293,7 @@ class SceneWindows(Dataset[Sample]):
         epoch: int = 0,
         *,
         pad: bool = True,
-        max_open: int = 8,
+        max_open: int = 16,
     ) -> None:
         for name, value in (
             ("size", size),
