@@ -1,4 +1,4 @@
-"""Pretraining data: a chip store split by location into training and validation chips.
+"""Pretraining data: a chip store, or random windows of scene folders, split by location.
 
 Validation holds out whole locations (never chips of a training location), chosen by a seeded
 permutation so that every rank and every resumed run sees the same split. Training chips come in
@@ -14,12 +14,13 @@ from typing import Any
 
 import lightning as L
 import numpy as np
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from satmae.data.sample import collate_samples
-from satmae.data.store.chipstore import ChipStore
+from satmae.data.store.chipstore import ChipStore, open_spec
 from satmae.data.store.datasets import ChipDataset
 from satmae.train.sampler import ResumableSampler
+from satmae.train.scenes import SceneWindows
 
 
 def split_by_location(
@@ -45,16 +46,23 @@ def split_by_location(
 
 
 class PretrainData(L.LightningDataModule):
-    """Chips of a chip store for pretraining.
+    """Chips of a chip store, or random windows of scenes, for pretraining.
 
     Args:
-        path: folder or fsspec URL of a chip store (written by ``satmae prep`` or
-            ``data_prep/``).
+        path: a chip store (folder or fsspec URL, written by ``satmae prep``) or anything
+            ``satmae check`` reads: a folder of dated scenes, a folder of scene folders
+            (e.g. OSCD city folders with per-band files), an index table, a SAFE product.
+            Scenes are read as random ``size`` x ``size`` windows of ``frames`` dates
+            (:class:`~satmae.train.scenes.SceneWindows`), new ones every epoch.
         batch_size: chips per batch and device.
         num_workers: DataLoader worker processes.
         val_fraction: fraction of locations held out for the validation loss.
         seed: seed of the split and of the shuffling.
         storage_options: fsspec options for a remote store.
+        size: window side in pixels when ``path`` holds scenes.
+        frames: dates per window when ``path`` holds scenes.
+        windows_per_scene: windows drawn from each scene location per epoch.
+        min_valid: smallest valid-pixel fraction of a scene window (redrawn below it).
     """
 
     def __init__(
@@ -65,6 +73,10 @@ class PretrainData(L.LightningDataModule):
         val_fraction: float = 0.1,
         seed: int = 0,
         storage_options: dict[str, Any] | None = None,
+        size: int = 96,
+        frames: int = 2,
+        windows_per_scene: int = 64,
+        min_valid: float = 0.5,
     ) -> None:
         super().__init__()
         if batch_size < 1:
@@ -77,36 +89,63 @@ class PretrainData(L.LightningDataModule):
         self.val_fraction = val_fraction
         self.seed = seed
         self.storage_options = storage_options
-        self.train_set: Subset[Any] | None = None
-        self.val_set: Subset[Any] | None = None
+        self.size, self.frames = size, frames
+        self.windows_per_scene, self.min_valid = windows_per_scene, min_valid
+        self.train_set: Dataset[Any] | None = None
+        self.val_set: Dataset[Any] | None = None
         self.epoch = 0
         self.batches_done = 0
         self._resume: tuple[int, int] | None = None
 
-    def open_store(self) -> ChipStore:
-        """The chip store (raises FileNotFoundError with the path when it is not one)."""
-        return ChipStore(self.path, self.storage_options)
+    def is_chip_store(self) -> bool:
+        """Whether ``path`` is a chip store (else it is read as scenes)."""
+        try:
+            open_spec(self.path, self.storage_options)
+        except FileNotFoundError:
+            return False
+        return True
 
     def setup(self, stage: str | None = None) -> None:
-        """Open the store and split it by location."""
+        """Open the data and split it by location."""
         if self.train_set is not None:
             return
-        store = self.open_store()
-        if len(store) == 0:
-            raise ValueError(f"the chip store {self.path} holds no chips")
-        train, val = split_by_location(store.locations(), self.val_fraction, self.seed)
-        if len(train) < self.batch_size:
+        if self.is_chip_store():
+            store = ChipStore(self.path, self.storage_options)
+            if len(store) == 0:
+                raise ValueError(f"the chip store {self.path} holds no chips")
+            train, val = split_by_location(store.locations(), self.val_fraction, self.seed)
+            dataset = ChipDataset(store)
+            self.train_set, self.val_set = Subset(dataset, train), Subset(dataset, val)
+        else:
+            scenes = SceneWindows(
+                self.path,
+                self.size,
+                self.frames,
+                self.windows_per_scene,
+                min_valid=self.min_valid,
+                seed=self.seed,
+            )
+            names = scenes.locations
+            train, val = split_by_location(names, self.val_fraction, self.seed)
+            self.train_set = scenes.subset([names[i] for i in train])
+            self.val_set = scenes.subset([names[i] for i in val])
+        count = len(self.train_set)  # type: ignore[arg-type]
+        if count < self.batch_size:
             raise ValueError(
-                f"the chip store {self.path} has {len(train)} training chips, fewer than "
+                f"{self.path} gives {count} training samples, fewer than "
                 f"data.batch_size={self.batch_size}; lower the batch size"
             )
-        dataset = ChipDataset(store)
-        self.train_set, self.val_set = Subset(dataset, train), Subset(dataset, val)
 
     def train_dataloader(self) -> DataLoader[Any]:
         """Seeded, rank-sharded, full batches; resumes mid-epoch after a checkpoint."""
         assert self.train_set is not None, "call setup() first"
-        sampler = ResumableSampler(len(self.train_set), self.batch_size, self.seed)
+        dataset = self.train_set
+        sampler = ResumableSampler(
+            len(dataset),  # type: ignore[arg-type]
+            self.batch_size,
+            self.seed,
+            on_epoch=dataset.set_epoch if isinstance(dataset, SceneWindows) else None,
+        )
         if self._resume is not None:
             sampler.resume(*self._resume)
         return DataLoader(
@@ -115,7 +154,8 @@ class PretrainData(L.LightningDataModule):
             sampler=sampler,
             num_workers=self.num_workers,
             collate_fn=collate_samples,
-            persistent_workers=self.num_workers > 0,
+            # Workers are rebuilt every epoch, so scene windows see the new epoch.
+            persistent_workers=False,
         )
 
     def count_batch(self, epoch: int) -> None:

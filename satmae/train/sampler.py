@@ -9,7 +9,7 @@ the chips one process with batch ``R·B`` would, in the same order. After a resu
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.distributed as dist
@@ -32,6 +32,8 @@ class ResumableSampler(Sampler[int]):
         seed: base seed (the same on every rank).
         rank: this rank (default from ``torch.distributed``).
         world_size: number of ranks (default from ``torch.distributed``).
+        on_epoch: called with the epoch by :meth:`set_epoch` (e.g. the dataset's own
+            ``set_epoch``, for datasets that draw new windows every epoch).
     """
 
     def __init__(
@@ -41,8 +43,10 @@ class ResumableSampler(Sampler[int]):
         seed: int = 0,
         rank: int | None = None,
         world_size: int | None = None,
+        on_epoch: Callable[[int], None] | None = None,
     ) -> None:
         super().__init__()
+        self.on_epoch = on_epoch
         found_rank, found_world = rank_and_world()
         self.rank = found_rank if rank is None else rank
         self.world_size = found_world if world_size is None else world_size
@@ -64,6 +68,8 @@ class ResumableSampler(Sampler[int]):
     def set_epoch(self, epoch: int) -> None:
         """Use the permutation of ``epoch`` (Lightning calls this at every epoch start)."""
         self.epoch = epoch
+        if self.on_epoch is not None:
+            self.on_epoch(epoch)
 
     def resume(self, epoch: int, batches: int) -> None:
         """Skip the first ``batches`` batches when ``epoch`` is iterated next."""

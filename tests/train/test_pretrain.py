@@ -281,3 +281,14 @@ def _nothing():
     import contextlib
 
     return contextlib.nullcontext()
+
+
+def test_pretraining_reads_scene_folders_directly(tmp_path):
+    from satmae.data.synthetic import DemoConfig, write_demo_set
+
+    demo = write_demo_set(tmp_path / "demo", DemoConfig(size=64, num_dates=3))
+    args = ["--data.size", "32", "--data.frames", "2", "--data.windows_per_scene", "8"]
+    args += ["--data.val_fraction", "0", "--trainer.max_steps", "2"]
+    assert pretrain(demo.root, tmp_path / "run", *args) == 0
+    spec = satmae.load_spec(tmp_path / "run" / "checkpoints" / "last.ckpt")
+    assert spec.max_frames == 2
