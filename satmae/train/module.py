@@ -45,6 +45,8 @@ class PretrainModule(L.LightningModule):
             instead of stopping the run.
         seed: seed of the per-step masks (``seed_everything`` does not reach them, so that a
             resumed run draws the same masks as an uninterrupted one).
+        compile: compile the model with ``torch.compile`` (in place, so checkpoint keys do not
+            change); worth it on GPUs for long runs.
     """
 
     def __init__(
@@ -57,6 +59,7 @@ class PretrainModule(L.LightningModule):
         mask_ratio: MaskRatioSchedule | None = None,
         skip_nonfinite: bool = False,
         seed: int = 0,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -72,6 +75,8 @@ class PretrainModule(L.LightningModule):
         self.skip_nonfinite = skip_nonfinite
         self.seed = seed
         self.skipped = 0
+        if compile:
+            self.model.compile()
 
     # Steps --------------------------------------------------------------------------------
 

@@ -292,3 +292,32 @@ def test_pretraining_reads_scene_folders_directly(tmp_path):
     assert pretrain(demo.root, tmp_path / "run", *args) == 0
     spec = satmae.load_spec(tmp_path / "run" / "checkpoints" / "last.ckpt")
     assert spec.max_frames == 2
+
+
+def test_continued_pretraining_from_a_bundle_and_an_official_checkpoint(store, tmp_path):
+    import argparse
+
+    from satmae.models import create_model, save_bundle
+    from tests.models.official_reference import group_channel_state
+
+    start = create_model("satmae_tiny", img_size=(32, 32), max_frames=2, normalization="s2_l1c")
+    save_bundle(start, tmp_path / "start")
+    args = ["--trainer.max_steps", "1", "--model.init_from", str(tmp_path / "start")]
+    assert pretrain(store, tmp_path / "run", *args) == 0
+    spec = satmae.load_spec(tmp_path / "run" / "checkpoints" / "last.ckpt")
+    assert spec.normalization == start.normalization  # the bundle's statistics are kept
+
+    single = tmp_path / "single"
+    with ChipStoreWriter(single, "part", bands=BANDS, frames=1, height=32, width=32) as writer:
+        for seed in range(8):
+            one = chip(seed)
+            one.update(image=one["image"][:1], times=one["times"][:1], valid=one["valid"][:1])
+            writer.add(one)
+    official = group_channel_state(64, 1, [[0, 1, 2, 6], [3, 4, 5, 7], [8, 9]], 8, 4, 16, 32, 1, 8)
+    torch.save({"model": official, "args": argparse.Namespace(num_heads=2)}, tmp_path / "o.pth")
+    args = ["--trainer.max_steps", "1", "--model.init_from", str(tmp_path / "o.pth")]
+    args += ["--model.overrides", "null", "--data.val_fraction", "0"]
+    assert pretrain(single, tmp_path / "official", *args) == 0
+    resumed = satmae.load_spec(tmp_path / "official" / "checkpoints" / "last.ckpt")
+    assert resumed.provenance["official"] == "group_channel"
+    assert resumed.normalization is not None and resumed.normalization.mode == "satmae"
