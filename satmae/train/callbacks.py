@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -151,28 +152,48 @@ def count_step_flops(model: MaskedAutoencoder, batch: Any, mask_ratio: float) ->
     return int(counter.get_total_flops())
 
 
+@dataclass
+class _Tally:
+    """Sums over the batches of a step, or over the steps of a logging interval."""
+
+    seconds: float = 0.0  # wall time, end of the previous step to end of the last one
+    wait: float = 0.0
+    forward: float = 0.0
+    backward: float = 0.0
+    optimizer: float = 0.0
+    samples: int = 0
+    tokens: int = 0
+    batches: int = 0
+    flops: float = 0.0
+    steps: int = 0
+
+    def add(self, other: _Tally) -> None:
+        for item in fields(self):
+            setattr(self, item.name, getattr(self, item.name) + getattr(other, item.name))
+
+
 class Throughput(L.Callback):
-    """Log throughput, achieved FLOP/s and a step-time breakdown every optimisation step.
+    """Log throughput, achieved FLOP/s and a step-time breakdown of optimisation steps.
 
-    Logged under ``perf/`` (per optimisation step, after ``warmup_steps`` steps):
+    Logged under ``perf/`` to the trainer's loggers every ``trainer.log_every_n_steps``
+    optimisation steps (after ``warmup_steps`` steps), as averages over the steps since the
+    last log (per step when ``log_every_n_steps`` is 1):
 
-    - ``step_s``: wall time from the end of the previous step to the end of this one;
+    - ``step_s``: wall time of a step, from the end of the previous step to the end of this one;
     - ``samples_per_s``, ``tokens_per_s``: global (all devices) samples and input tokens
       ``B·T·G'·L`` (the encoder sees their visible fraction) per second;
     - ``data_wait_fraction``: the part of ``step_s`` between the end of a step and the start
-      of the next batch: loading data, plus validation-free work between steps such as
-      checkpoints and figures;
+      of the next batch: loading data, and whatever else runs between steps (writing a
+      checkpoint or a figure; a validation pass is not counted);
     - ``forward_s``, ``backward_s``, ``optimizer_s``: batch start to backward, backward, and
       gradient clipping + optimizer + scheduler, summed over accumulated batches;
-    - ``flops_per_s``: FLOPs of forward + backward per device (counted once with
+    - ``flops_per_s``: FLOPs of forward + backward on this device (counted once with
       :class:`~torch.utils.flop_counter.FlopCounterMode`, again when the mask ratio moves by
-      more than 0.05) over ``step_s``;
-    - ``fraction_of_peak``: ``flops_per_s`` over the ``torch.mm`` peak measured at fit start in
-      the run's precision (bf16, fp16 or fp32) on the same device; ``peak_flops_per_s`` is that
-      peak.
+      more than 0.05) per second;
+    - ``fraction_of_peak``: ``flops_per_s`` over ``peak_flops_per_s``, the ``torch.mm`` peak
+      measured at fit start in the run's precision (bf16, fp16 or fp32) on the same device.
 
     On a GPU every timestamp synchronises the device, so the breakdown is the device's time.
-    A validation pass between steps is not counted.
 
     Args:
         warmup_steps: optimisation steps (of this fit) not logged: compilation, allocator and
@@ -191,14 +212,11 @@ class Throughput(L.Callback):
         self._steps = 0
         self._tokens_per_sample: dict[tuple[Any, ...], int] = {}
         self._previous_end: float | None = None
-        self._reset_step()
-        self._reset_batch()
-
-    def _reset_step(self) -> None:
+        self._step = _Tally()
+        self._interval = _Tally()
         self._step_start: float | None = None
-        self._wait = self._forward = self._backward = self._optimizer = 0.0
-        self._samples = self._tokens = self._batches = 0
         self._ratio = math.nan
+        self._reset_batch()
 
     def _reset_batch(self) -> None:
         self._batch_start = 0.0
@@ -217,8 +235,8 @@ class Throughput(L.Callback):
         self._device = pl_module.device
         self.peak_flops = measure_matmul_peak(self._device, matmul_dtype(str(trainer.precision)))
         self._steps = 0
-        self._previous_end = None
-        self._reset_step()
+        self._previous_end = self._step_start = None
+        self._step, self._interval = _Tally(), _Tally()
 
     def on_train_batch_start(
         self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
@@ -232,20 +250,20 @@ class Throughput(L.Callback):
             self._step_start = now if self._previous_end is None else self._previous_end
             self._ratio = current_mask_ratio(pl_module, trainer.global_step)
         if self._previous_end is not None:
-            self._wait += now - self._previous_end
-        image = batch["image"]  # (B, T, C, H, W)
-        self._samples += int(image.shape[0])
-        self._tokens += int(image.shape[0]) * self._tokens_per_item(pl_module, batch)
-        self._batches += 1
+            self._step.wait += now - self._previous_end
+        size = int(batch["image"].shape[0])  # (B, T, C, H, W)
+        self._step.samples += size
+        self._step.tokens += size * self._tokens_per_item(pl_module, batch)
+        self._step.batches += 1
 
     def _tokens_per_item(self, pl_module: L.LightningModule, batch: Any) -> int:
         """``T·G'·L`` of a batch: frames × present band groups × patches per frame."""
         _, frames, channels, height, width = batch["image"].shape
         bands = batch["bands"]
-        key = (frames, channels, height, width, bands if isinstance(bands, str) else tuple(bands))
+        names = (bands,) if isinstance(bands, str) else tuple(bands)
+        key = (frames, channels, height, width, names)
         if key not in self._tokens_per_sample:
             config = masked_autoencoder(pl_module).config
-            names = (bands,) if isinstance(bands, str) else tuple(bands)
             groups = len(select_bands(config, names, channels).groups)
             patches = (height // config.patch_size) * (width // config.patch_size)
             self._tokens_per_sample[key] = frames * groups * patches
@@ -275,56 +293,56 @@ class Throughput(L.Callback):
         batch: Any,
         batch_idx: int,
     ) -> None:
-        """Add up the batch; after an optimisation step, log it."""
+        """Add up the batch; after an optimisation step, add it up and log when it is time."""
         end = self._now()
-        forward_end = self._before_backward if self._before_backward is not None else end
-        self._forward += forward_end - self._batch_start
+        step = self._step
+        step.forward += (self._before_backward or end) - self._batch_start
         if self._before_backward is not None and self._after_backward is not None:
-            self._backward += self._after_backward - self._before_backward
+            step.backward += self._after_backward - self._before_backward
         if self._before_optimizer is not None:
-            self._optimizer += end - self._before_optimizer
+            step.optimizer += end - self._before_optimizer
         self._previous_end = end
         if trainer.global_step == self._global_step:
             return  # accumulating gradients: the optimisation step is not over
-        self._steps += 1
-        if self._steps > self.warmup_steps:
-            metrics = self._metrics(end, trainer.world_size)
-            if "perf/flops_per_s" not in metrics:
-                self._count_flops(pl_module, batch)
-                metrics = self._metrics(end, trainer.world_size)
-                self._previous_end = self._now()  # the count is not data wait
-            for name, value in metrics.items():
-                pl_module.log(name, value, on_step=True, on_epoch=False, batch_size=1)
-        self._reset_step()
-
-    def _count_flops(self, pl_module: L.LightningModule, batch: Any) -> None:
-        trainer = pl_module.trainer
-        with trainer.precision_plugin.train_step_context():
-            self.step_flops = count_step_flops(masked_autoencoder(pl_module), batch, self._ratio)
-        self._flops_ratio = self._ratio
-
-    def _metrics(self, end: float, world_size: int) -> dict[str, float]:
         assert self._step_start is not None, "on_train_batch_start opens every step"
-        step = max(end - self._step_start, 1e-9)
+        step.seconds, step.steps = end - self._step_start, 1
+        self._step, self._step_start = _Tally(), None
+        self._steps += 1
+        if self._steps <= self.warmup_steps:
+            return
+        if self.step_flops is None or abs(self._ratio - self._flops_ratio) > RECOUNT_RATIO_CHANGE:
+            with trainer.precision_plugin.train_step_context():
+                model = masked_autoencoder(pl_module)
+                self.step_flops = count_step_flops(model, batch, self._ratio)
+            self._flops_ratio = self._ratio
+            self._previous_end = self._now()  # the count is not data wait
+        step.flops = float(self.step_flops * step.batches)
+        self._interval.add(step)
+        every = int(getattr(trainer, "log_every_n_steps", 1))  # set by Trainer; 0 = never
+        if every and trainer.global_step % every == 0:
+            self._log(trainer, self._interval)
+            self._interval = _Tally()
+
+    def _log(self, trainer: L.Trainer, tally: _Tally) -> None:
+        """Log an interval's averages (rank 0; loggers write on rank 0 only)."""
+        seconds = max(tally.seconds, 1e-9)
         metrics = {
-            "perf/step_s": step,
-            "perf/samples_per_s": self._samples * world_size / step,
-            "perf/tokens_per_s": self._tokens * world_size / step,
-            "perf/data_wait_fraction": min(max(self._wait / step, 0.0), 1.0),
-            "perf/forward_s": self._forward,
-            "perf/backward_s": self._backward,
-            "perf/optimizer_s": self._optimizer,
+            "perf/step_s": tally.seconds / tally.steps,
+            "perf/samples_per_s": tally.samples * trainer.world_size / seconds,
+            "perf/tokens_per_s": tally.tokens * trainer.world_size / seconds,
+            "perf/data_wait_fraction": min(max(tally.wait / seconds, 0.0), 1.0),
+            "perf/forward_s": tally.forward / tally.steps,
+            "perf/backward_s": tally.backward / tally.steps,
+            "perf/optimizer_s": tally.optimizer / tally.steps,
+            "perf/flops_per_s": tally.flops / seconds,
         }
-        if (
-            self.step_flops is not None
-            and abs(self._ratio - self._flops_ratio) <= RECOUNT_RATIO_CHANGE
-        ):
-            flops_per_s = self.step_flops * self._batches / step
-            metrics["perf/flops_per_s"] = flops_per_s
-            if self.peak_flops:
-                metrics["perf/fraction_of_peak"] = flops_per_s / self.peak_flops
-                metrics["perf/peak_flops_per_s"] = self.peak_flops
-        return metrics
+        if self.peak_flops:
+            metrics["perf/fraction_of_peak"] = metrics["perf/flops_per_s"] / self.peak_flops
+            metrics["perf/peak_flops_per_s"] = self.peak_flops
+        # The loggers directly: pl_module.log costs more than the rest of this callback.
+        # The step is Lightning's logging step, so the row lines up with train/loss.
+        for logger in trainer.loggers:
+            logger.log_metrics(metrics, step=trainer.global_step - 1)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Do not count a validation pass as data wait."""

@@ -58,10 +58,17 @@ def tiny_module() -> PretrainModule:
     return module
 
 
-def fit(store: Path, root: Path, callbacks: list[L.Callback], val_fraction: float = 0.25):
+def fit(
+    store: Path,
+    root: Path,
+    callbacks: list[L.Callback],
+    val_fraction: float = 0.25,
+    max_steps: int = 3,
+    **options,
+):
     torch.manual_seed(0)
     trainer = L.Trainer(
-        max_steps=3,
+        max_steps=max_steps,
         logger=CSVLogger(root),
         callbacks=callbacks,
         enable_checkpointing=False,
@@ -70,6 +77,7 @@ def fit(store: Path, root: Path, callbacks: list[L.Callback], val_fraction: floa
         log_every_n_steps=1,
         num_sanity_val_steps=0,
         accelerator="cpu",
+        **options,
     )
     module = tiny_module()
     trainer.fit(module, PretrainData(str(store), batch_size=4, val_fraction=val_fraction))
@@ -117,6 +125,18 @@ def test_throughput_logs_the_perf_columns(run):
         # 4 samples of 2 frames x 3 groups x 16 patches per optimisation step
         tokens = values["perf/tokens_per_s"] / values["perf/samples_per_s"]
         assert tokens == pytest.approx(2 * 3 * 16)
+
+
+def test_throughput_counts_accumulated_batches_in_one_step(store, tmp_path):
+    trainer, _ = fit(
+        store, tmp_path, [Throughput(0)], val_fraction=0.0, max_steps=2, accumulate_grad_batches=2
+    )
+    rows = [row for row in read_rows(trainer) if row.get("perf/step_s")]
+    assert [int(row["step"]) for row in rows] == [0, 1]
+    for row in rows:
+        samples = float(row["perf/samples_per_s"]) * float(row["perf/step_s"])
+        assert samples == pytest.approx(2 * 4, rel=1e-4)  # two batches of 4 per step
+        assert float(row["perf/backward_s"]) > 0 and float(row["perf/optimizer_s"]) > 0
 
 
 def test_figures_use_the_training_batch_without_validation_data(store, tmp_path):
