@@ -15,7 +15,6 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from PIL import Image
 
 from satmae.data.sample import collate_samples
-from satmae.data.store.chipwriter import ChipStoreWriter
 from satmae.train.callbacks import (
     ReconstructionFigures,
     Throughput,
@@ -26,7 +25,10 @@ from satmae.train.callbacks import (
 from satmae.train.data import PretrainData
 from satmae.train.module import PretrainModule
 from satmae.train.optim import OptimizerConfig
-from tests.train.test_pretrain import BANDS, chip
+from tests.train import test_pretrain
+from tests.train.test_pretrain import chip
+
+store = test_pretrain.store  # the tiny chip store fixture
 
 PERF = (
     "perf/step_s",
@@ -39,15 +41,6 @@ PERF = (
     "perf/flops_per_s",
     "perf/fraction_of_peak",
 )
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("chips")
-    with ChipStoreWriter(root, "part", bands=BANDS, frames=2, height=32, width=32) as writer:
-        for seed in range(16):
-            writer.add(chip(seed))
-    return root
 
 
 def tiny_module() -> PretrainModule:
