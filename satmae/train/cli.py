@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
+from satmae.train.callbacks import ReconstructionFigures, Throughput
 from satmae.train.checkpoint_io import AtomicCheckpointIO
 from satmae.train.data import PretrainData
 from satmae.train.module import PretrainModule
@@ -42,6 +43,8 @@ class PretrainCLI(LightningCLI):
             "Lightning precision (32-true, bf16-mixed, 16-mixed)",
         )
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(ReconstructionFigures, "figures")
+        parser.add_lightning_class_args(Throughput, "throughput")
         parser.set_defaults(
             {
                 "checkpoint.every_n_train_steps": CHECKPOINT_EVERY,

@@ -9,6 +9,7 @@ carries the model spec under ``satmae_config``, so ``satmae.load_encoder("last.c
 from __future__ import annotations
 
 import math
+from dataclasses import asdict
 from typing import Any
 
 import lightning as L
@@ -62,7 +63,8 @@ class PretrainModule(L.LightningModule):
         compile: bool = False,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
+        # Frozen dataclasses cannot pass through Lightning's hyperparameter logging: store dicts.
+        self.save_hyperparameters(ignore=["optimizer", "mask_ratio"])
         self.model: MaskedAutoencoder = (
             load_mae(init_from)
             if init_from
@@ -72,6 +74,8 @@ class PretrainModule(L.LightningModule):
             self.model.set_normalization(normalization)
         self.optimizer_config = optimizer or OptimizerConfig()
         self.mask_ratio = mask_ratio or MaskRatioSchedule(start=self.model.config.mask_ratio)
+        self.hparams["optimizer"] = asdict(self.optimizer_config)
+        self.hparams["mask_ratio"] = asdict(self.mask_ratio)
         self.skip_nonfinite = skip_nonfinite
         self.seed = seed
         self.skipped = 0

@@ -92,6 +92,7 @@ def test_two_step_cli_run_writes_checkpoints_that_read_like_bundles(store, tmp_p
         "step00000002.ckpt",
     ]
     assert list((tmp_path / "run").rglob("config.yaml")), "the resolved config is saved"
+    assert (tmp_path / "run" / "figures" / "step00000002.png").is_file()
     spec = satmae.load_spec(last)
     assert spec.contents == "mae" and spec.normalization is not None
     assert main(["export", str(last), "--out", str(tmp_path / "bundle")]) == 0
