@@ -7,6 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= demo_data
 DEMO_CHIPS ?= demo_chips
+DEMO_BUNDLE ?= demo_bundle
 
 .PHONY: demo test lint typecheck docs unit install clean
 
@@ -24,6 +25,9 @@ demo: $(STAMP)
 	rm -rf $(DEMO_CHIPS)
 	$(BIN)/satmae prep s2-scenes $(DEMO_DIR) --out $(DEMO_CHIPS) \
 		--size 64 --frames 4 --dates clearest --min-valid 0.6
+	rm -rf runs/demo $(DEMO_BUNDLE)
+	$(BIN)/satmae pretrain --config configs/pretrain/demo.yaml --data.path $(DEMO_CHIPS)
+	$(BIN)/satmae export runs/demo/checkpoints/last.ckpt --out $(DEMO_BUNDLE)
 	$(BIN)/satmae info
 
 lint: $(STAMP)
@@ -44,4 +48,4 @@ test: lint typecheck docs unit
 
 clean:
 	rm -rf $(VENV) site .pytest_cache .mypy_cache .ruff_cache coverage.xml .coverage $(DEMO_DIR) \
-		$(DEMO_CHIPS)
+		$(DEMO_CHIPS) $(DEMO_BUNDLE) runs

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
@@ -95,5 +97,22 @@ def run_pretrain(argv: Sequence[str]) -> int:
     finally:
         sys.argv = saved
     cli.trainer.strategy.checkpoint_io = AtomicCheckpointIO()
-    cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.ckpt_path)
+    trainer = cli.trainer
+    trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.ckpt_path)
+    if trainer.is_global_zero:
+        print(outputs_summary(trainer))
     return 0
+
+
+def outputs_summary(trainer: Any) -> str:
+    """Where a finished run put its outputs, for people."""
+    run = Path(trainer.log_dir or trainer.default_root_dir)
+    lines = [f"run folder   {run}"]
+    checkpoint = trainer.checkpoint_callback
+    if checkpoint is not None and checkpoint.dirpath:
+        lines.append(f"checkpoints  {checkpoint.dirpath} (last.ckpt is the newest)")
+    for name, path in (("metrics", run / "metrics.csv"), ("figures", run / "figures")):
+        if path.exists():
+            lines.append(f"{name:<12} {path}")
+    lines.append(f"config       {run / 'config.yaml'}")
+    return "\n".join(lines)

@@ -158,6 +158,11 @@ class PretrainData(L.LightningDataModule):
             persistent_workers=False,
         )
 
+    def peek(self) -> dict[str, Any]:
+        """The first training sample as a one-sample batch (to check it against the model)."""
+        assert self.train_set is not None, "call setup() first"
+        return collate_samples([self.train_set[0]])
+
     def count_batch(self, epoch: int) -> None:
         """Record that a training batch of ``epoch`` is about to be used."""
         if epoch != self.epoch:

@@ -84,6 +84,20 @@ class PretrainModule(L.LightningModule):
 
     # Steps --------------------------------------------------------------------------------
 
+    def on_fit_start(self) -> None:
+        """Check one sample against the model before the first step (bands, times, sizes)."""
+        datamodule = getattr(self._trainer, "datamodule", None)
+        if not isinstance(datamodule, PretrainData):
+            return
+        sample = datamodule.peek()
+        try:
+            inputs = self.model.prepare(sample)
+            self.model.encoder.tokenize(inputs)
+        except ValueError as error:
+            raise ValueError(
+                f"the data at {datamodule.path} does not fit the model: {error}"
+            ) from None
+
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         """Count the batch in the data module's state, so a checkpoint knows where data stands."""
         datamodule = getattr(self._trainer, "datamodule", None)

@@ -322,3 +322,24 @@ def test_continued_pretraining_from_a_bundle_and_an_official_checkpoint(store, t
     resumed = satmae.load_spec(tmp_path / "official" / "checkpoints" / "last.ckpt")
     assert resumed.provenance["official"] == "group_channel"
     assert resumed.normalization is not None and resumed.normalization.mode == "satmae"
+
+
+def test_data_that_does_not_fit_the_model_fails_before_the_first_step(tmp_path, capsys):
+    few = tmp_path / "few_bands"
+    bands = ("B02", "B03", "B04", "B05")  # group 0 lacks B08: the model cannot take it
+    with ChipStoreWriter(few, "part", bands=bands, frames=2, height=32, width=32) as writer:
+        for seed in range(8):
+            one = chip(seed)
+            one.update(image=one["image"][:, 1:4].clone(), bands=bands)
+            one["image"] = torch.cat([one["image"], one["image"][:, :1]], 1)
+            writer.add(one)
+    run = tmp_path / "run"
+    assert pretrain(few, run, "--trainer.max_steps", "1") == 2
+    error = capsys.readouterr().err
+    assert "does not fit the model" in error and "missing ['B08']" in error
+    assert not (run / "checkpoints").exists()
+
+
+def test_bad_value_fails_before_reading_data(tmp_path, capsys):
+    assert pretrain(tmp_path / "missing", tmp_path / "run", "--data.batch_size", "0") == 2
+    assert "data.batch_size must be at least 1, got 0" in capsys.readouterr().err
