@@ -129,7 +129,7 @@ def main() -> None:
     info = collect_info()
     result = {
         "cpu": info["cpu"],
-        "torch": info["torch"],
+        "torch": torch.__version__,
         "batch": args.batch,
         "precision": args.precision,
         "bare_s_per_step": bare,

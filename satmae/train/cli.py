@@ -58,11 +58,25 @@ class PretrainCLI(LightningCLI):
         )
 
     def before_instantiate_classes(self) -> None:
-        """Resolve ``--precision`` into the Trainer's precision."""
+        """Resolve ``--precision``; log to TensorBoard and CSV unless a logger is configured."""
         config = self.config
         config.trainer.precision = trainer_precision(
             str(config.precision), str(config.trainer.accelerator)
         )
+        if config.trainer.logger in (None, True):
+            config.trainer.logger = default_loggers(config.trainer.default_root_dir or ".")
+
+
+def default_loggers(root: str) -> list[dict[str, Any]]:
+    """TensorBoard and CSV loggers writing into the same ``lightning_logs/version_N`` folder."""
+    logs = Path(root) / "lightning_logs"
+    taken = [int(p.name.split("_")[1]) for p in logs.glob("version_*") if p.name[8:].isdigit()]
+    version = max(taken, default=-1) + 1
+    init = {"save_dir": root, "name": "lightning_logs", "version": version}
+    return [
+        {"class_path": "lightning.pytorch.loggers.TensorBoardLogger", "init_args": init},
+        {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": init},
+    ]
 
 
 def trainer_precision(requested: str, accelerator: str) -> str:

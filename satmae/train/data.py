@@ -14,12 +14,15 @@ from typing import Any
 
 import lightning as L
 import numpy as np
+import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from satmae.data.augment import SeriesAugment
 from satmae.data.sample import collate_samples
+from satmae.data.stats import BandStats, compute_stats
 from satmae.data.store.chipstore import ChipStore, open_spec
 from satmae.data.store.datasets import ChipDataset
-from satmae.train.sampler import ResumableSampler
+from satmae.train.sampler import ResumableSampler, rank_and_world
 from satmae.train.scenes import SceneWindows
 
 
@@ -63,6 +66,10 @@ class PretrainData(L.LightningDataModule):
         frames: dates per window when ``path`` holds scenes.
         windows_per_scene: windows drawn from each scene location per epoch.
         min_valid: smallest valid-pixel fraction of a scene window (redrawn below it).
+        augment: random flips, 90° rotations and resized crops of training batches on the
+            device, one draw per sample shared by all its frames and bands
+            (:class:`~satmae.data.augment.SeriesAugment`), seeded by the seed, the step and the
+            rank, so that a resumed run augments as an uninterrupted one.
     """
 
     def __init__(
@@ -77,6 +84,7 @@ class PretrainData(L.LightningDataModule):
         frames: int = 2,
         windows_per_scene: int = 64,
         min_valid: float = 0.5,
+        augment: bool = True,
     ) -> None:
         super().__init__()
         if batch_size < 1:
@@ -91,6 +99,7 @@ class PretrainData(L.LightningDataModule):
         self.storage_options = storage_options
         self.size, self.frames = size, frames
         self.windows_per_scene, self.min_valid = windows_per_scene, min_valid
+        self.augment = SeriesAugment() if augment else None
         self.train_set: Dataset[Any] | None = None
         self.val_set: Dataset[Any] | None = None
         self.epoch = 0
@@ -158,10 +167,34 @@ class PretrainData(L.LightningDataModule):
             persistent_workers=False,
         )
 
+    def statistics(self, bands: tuple[str, ...], max_samples: int = 256) -> BandStats:
+        """Per-band statistics of the first ``max_samples`` training samples (``satmae stats``).
+
+        The samples are read in a fixed order, so every rank and every resumed run gets the
+        same numbers.
+        """
+        assert self.train_set is not None, "call setup() first"
+        count = min(max_samples, len(self.train_set))  # type: ignore[arg-type]
+        step = max(len(self.train_set) // count, 1)  # type: ignore[arg-type]
+        samples = (self.train_set[index * step] for index in range(count))
+        provenance = f"computed by satmae pretrain from {count} samples of {self.path}"
+        return compute_stats(samples, bands, provenance=provenance, total=count)
+
     def peek(self) -> dict[str, Any]:
         """The first training sample as a one-sample batch (to check it against the model)."""
         assert self.train_set is not None, "call setup() first"
         return collate_samples([self.train_set[0]])
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Augment training batches on the device, reproducibly."""
+        trainer = self.trainer
+        if self.augment is None or trainer is None or not trainer.training:
+            return batch
+        rank, _ = rank_and_world()
+        device = batch["image"].device
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed((self.seed * 1_000_003 + trainer.global_step) * 1_009 + rank)
+            return self.augment(batch)
 
     def count_batch(self, epoch: int) -> None:
         """Record that a training batch of ``epoch`` is about to be used."""

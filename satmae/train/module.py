@@ -18,6 +18,7 @@ from torch import Tensor
 
 from satmae.models import MaskedAutoencoder, ModelInputs, create_model, load_mae
 from satmae.models.tokenizer import select_bands
+from satmae.normalization import Normalization
 from satmae.spec import METADATA_KEY
 from satmae.train.data import PretrainData
 from satmae.train.optim import OptimizerConfig, build_optimizer
@@ -48,6 +49,8 @@ class PretrainModule(L.LightningModule):
             resumed run draws the same masks as an uninterrupted one).
         compile: compile the model with ``torch.compile`` (in place, so checkpoint keys do not
             change); worth it on GPUs for long runs.
+        stats_samples: samples read to compute the statistics when ``normalization`` is
+            ``null`` (as ``satmae stats`` does); they are stored in every checkpoint.
     """
 
     def __init__(
@@ -61,6 +64,7 @@ class PretrainModule(L.LightningModule):
         skip_nonfinite: bool = False,
         seed: int = 0,
         compile: bool = False,
+        stats_samples: int = 256,
     ) -> None:
         super().__init__()
         # Frozen dataclasses cannot pass through Lightning's hyperparameter logging: store dicts.
@@ -79,6 +83,7 @@ class PretrainModule(L.LightningModule):
         self.skip_nonfinite = skip_nonfinite
         self.seed = seed
         self.skipped = 0
+        self.stats_samples = stats_samples
         if compile:
             self.model.compile()
 
@@ -89,6 +94,9 @@ class PretrainModule(L.LightningModule):
         datamodule = getattr(self._trainer, "datamodule", None)
         if not isinstance(datamodule, PretrainData):
             return
+        if self.model.normalization is None:
+            stats = datamodule.statistics(self.model.config.bands, self.stats_samples)
+            self.model.set_normalization(stats)
         sample = datamodule.peek()
         try:
             inputs = self.model.prepare(sample)
@@ -153,6 +161,8 @@ class PretrainModule(L.LightningModule):
         # The mean over ranks: R ranks with batch B log what one process with batch R·B would.
         self.log("train/loss", out.loss, prog_bar=True, batch_size=size, sync_dist=True)
         self.log("train/mask_ratio", ratio, batch_size=size)
+        if self._trainer is not None and self.trainer.optimizers:
+            self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=size)
         for group, value in zip(out.groups, out.group_losses, strict=True):
             self.log(f"train/loss_group{group}", value, batch_size=size)
         for frame, value in enumerate(out.frame_losses):
@@ -213,5 +223,8 @@ class PretrainModule(L.LightningModule):
         checkpoint["satmae_skipped_batches"] = self.skipped
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Restore the skipped-batch count."""
+        """Restore the skipped-batch count and the statistics the run computed or was given."""
         self.skipped = int(checkpoint.get("satmae_skipped_batches", 0))
+        stored = checkpoint.get(METADATA_KEY, {}).get("normalization")
+        if stored:
+            self.model.set_normalization(Normalization.from_json(stored))

@@ -231,6 +231,7 @@ def test_ranks_read_disjoint_blocks_of_the_single_process_batch():
 @pytest.mark.slow
 def test_two_process_ddp_matches_one_process_with_the_same_global_batch(store, tmp_path):
     fast = ["--trainer.max_steps", "1", "--trainer.logger", "true", "--model.optimizer.blr", "0.05"]
+    fast += ["--data.augment", "false"]  # augmentations are drawn per rank
     assert pretrain(store, tmp_path / "one", *fast, "--data.batch_size", "8") == 0
     ddp = ["--trainer.accelerator", "cpu", "--trainer.devices", "2"]
     ddp += ["--trainer.strategy", "ddp_spawn", "--data.batch_size", "4"]
@@ -343,3 +344,24 @@ def test_data_that_does_not_fit_the_model_fails_before_the_first_step(tmp_path, 
 def test_bad_value_fails_before_reading_data(tmp_path, capsys):
     assert pretrain(tmp_path / "missing", tmp_path / "run", "--data.batch_size", "0") == 2
     assert "data.batch_size must be at least 1, got 0" in capsys.readouterr().err
+
+
+def test_statistics_are_computed_when_the_config_names_none(store, tmp_path):
+    args = ["--trainer.max_steps", "1", "--model.normalization", "null"]
+    assert pretrain(store, tmp_path / "run", *args) == 0
+    spec = satmae.load_spec(tmp_path / "run" / "checkpoints" / "last.ckpt")
+    assert spec.normalization is not None
+    assert "computed by satmae pretrain" in spec.normalization.stats.provenance
+    assert set(spec.normalization.stats.mean) == set(spec.bands)
+    assert 200 < spec.normalization.stats.mean["B04"] < 4000  # chips hold 200-4000
+
+
+def test_runs_log_to_tensorboard_and_csv_in_one_folder(store, tmp_path):
+    assert (
+        pretrain(store, tmp_path / "run", "--trainer.max_steps", "2", "--trainer.logger", "true")
+        == 0
+    )
+    version = tmp_path / "run" / "lightning_logs" / "version_0"
+    assert (version / "metrics.csv").is_file()
+    assert list(version.glob("events.out.tfevents.*"))
+    assert "train/lr" in (version / "metrics.csv").read_text().splitlines()[0]
