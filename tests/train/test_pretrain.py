@@ -41,35 +41,38 @@ def store(tmp_path_factory) -> Path:
     return root
 
 
+def pretrain_args(store: Path, run: Path, *extra: str) -> list[str]:
+    """``satmae pretrain`` arguments: the demo recipe on the test store, small and quiet."""
+    return [
+        "pretrain",
+        "--config",
+        str(ROOT / "configs" / "pretrain" / "demo.yaml"),
+        "--data.path",
+        str(store),
+        "--data.batch_size",
+        "4",
+        "--model.overrides",
+        '{"img_size": [32, 32], "max_frames": 2}',
+        "--trainer.default_root_dir",
+        str(run),
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.logger",
+        "false",
+        "--precision",
+        "32-true",
+        "--checkpoint.dirpath",
+        str(run / "checkpoints"),
+        "--checkpoint.every_n_train_steps",
+        "1",
+        "--model.optimizer.warmup_steps",
+        "1",
+        *extra,
+    ]
+
+
 def pretrain(store: Path, run: Path, *extra: str) -> int:
-    return main(
-        [
-            "pretrain",
-            "--config",
-            str(ROOT / "configs" / "pretrain" / "demo.yaml"),
-            "--data.path",
-            str(store),
-            "--data.batch_size",
-            "4",
-            "--model.overrides",
-            '{"img_size": [32, 32], "max_frames": 2}',
-            "--trainer.default_root_dir",
-            str(run),
-            "--trainer.enable_progress_bar",
-            "false",
-            "--trainer.logger",
-            "false",
-            "--precision",
-            "32-true",
-            "--checkpoint.dirpath",
-            str(run / "checkpoints"),
-            "--checkpoint.every_n_train_steps",
-            "1",
-            "--model.optimizer.warmup_steps",
-            "1",
-            *extra,
-        ]
-    )
+    return main(pretrain_args(store, run, *extra))
 
 
 def test_split_holds_out_whole_locations():
@@ -168,30 +171,7 @@ def test_killed_run_resumes_exactly(store, tmp_path):
     assert sorted(whole) == list(range(24))
 
     run = tmp_path / "killed"
-    argv = [
-        "pretrain",
-        "--config",
-        str(ROOT / "configs" / "pretrain" / "demo.yaml"),
-        "--data.path",
-        str(store),
-        "--data.batch_size",
-        "4",
-        "--model.overrides",
-        '{"img_size": [32, 32], "max_frames": 2}',
-        "--model.optimizer.warmup_steps",
-        "1",
-        "--trainer.default_root_dir",
-        str(run),
-        "--trainer.enable_progress_bar",
-        "false",
-        "--precision",
-        "32-true",
-        "--checkpoint.dirpath",
-        str(run / "checkpoints"),
-        "--checkpoint.every_n_train_steps",
-        "1",
-        *steps,
-    ]
+    argv = pretrain_args(store, run, *steps)
     code = "import sys; from satmae.cli import main; sys.exit(main(sys.argv[1:]))"
     process = subprocess.Popen([sys.executable, "-c", code, *argv], cwd=ROOT)
     deadline = time.monotonic() + 120
