@@ -20,8 +20,8 @@ from typing import Any
 import torch
 
 from satmae.models import create_model
-from satmae.train.callbacks import count_step_flops, measure_matmul_peak
 from satmae.train.optim import OptimizerConfig, build_optimizer
+from satmae.train.throughput import count_step_flops, measure_matmul_peak
 
 S2_BANDS = ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12")
 RECIPE: dict[str, Any] = {

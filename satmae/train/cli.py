@@ -16,11 +16,12 @@ from typing import Any
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from satmae.train.callbacks import ReconstructionFigures, Throughput
+from satmae.train.callbacks import ReconstructionFigures
 from satmae.train.checkpoint_io import AtomicCheckpointIO
 from satmae.train.data import PretrainData
 from satmae.train.module import PretrainModule
 from satmae.train.precision import resolve_precision
+from satmae.train.throughput import Throughput
 
 CHECKPOINT_EVERY = 100
 """Default steps between periodic checkpoints (``last.ckpt`` is rewritten each time)."""

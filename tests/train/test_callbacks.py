@@ -1,4 +1,4 @@
-"""satmae.train.callbacks: throughput with a step-time breakdown, reconstruction figures."""
+"""Pretraining callbacks: throughput with a step-time breakdown, reconstruction figures."""
 
 from __future__ import annotations
 
@@ -15,16 +15,16 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from PIL import Image
 
 from satmae.data.sample import collate_samples
-from satmae.train.callbacks import (
-    ReconstructionFigures,
+from satmae.train.callbacks import ReconstructionFigures
+from satmae.train.data import PretrainData
+from satmae.train.module import PretrainModule
+from satmae.train.optim import OptimizerConfig
+from satmae.train.throughput import (
     Throughput,
     count_step_flops,
     matmul_dtype,
     measure_matmul_peak,
 )
-from satmae.train.data import PretrainData
-from satmae.train.module import PretrainModule
-from satmae.train.optim import OptimizerConfig
 from tests.train import test_pretrain
 from tests.train.test_pretrain import chip
 
