@@ -145,7 +145,9 @@ def load_mae(path: str | Path, device: str | torch.device = "cpu") -> MaskedAuto
     return model.to(device)
 
 
-def load_encoder(path: str | Path, device: str | torch.device = "cpu") -> SatMAEEncoder:
+def load_encoder(
+    path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None
+) -> SatMAEEncoder:
     """Load the encoder of any bundle, Lightning checkpoint or official ``.pth`` (eval mode).
 
     The encoder carries the checkpoint's normalisation (official checkpoints: the official
@@ -155,6 +157,8 @@ def load_encoder(path: str | Path, device: str | torch.device = "cpu") -> SatMAE
         path: bundle directory, ``.safetensors`` bundle, official SatMAE/SatMAE++ checkpoint
             (pretraining or fine-tuned) or Lightning checkpoint with a ``satmae_config`` entry.
         device: where to put the encoder.
+        dtype: cast the weights, e.g. ``torch.bfloat16`` (where the device has native bf16);
+            ``embed`` then runs its matmuls in it and still returns float32.
     """
     path = Path(path)
     state, spec = _read_any(path)
@@ -166,7 +170,7 @@ def load_encoder(path: str | Path, device: str | torch.device = "cpu") -> SatMAE
     }
     _load_into(encoder, encoder_state, path)
     _attach(encoder, spec)
-    return encoder.to(device).eval()
+    return encoder.to(device=device, dtype=dtype).eval()
 
 
 def _attach(encoder: SatMAEEncoder, spec: ModelSpec) -> None:

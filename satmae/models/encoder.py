@@ -10,9 +10,10 @@ sample or batch as read.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -31,6 +32,20 @@ POOL_MODES: tuple[str, ...] = ("mean", "cls", "none")
 ModelInput = Tensor | Mapping[str, Any]
 """A normalised ``(B, T, C, H, W)`` tensor, or a sample/batch dict of raw reflectance."""
 
+Embedding = Tensor | dict[int, Tensor] | Any
+"""What :meth:`SatMAEEncoder.embed` returns: a tensor, ``{layer: tensor}``, or the same as xarray
+objects for an xarray input (``Any`` keeps xarray out of this module's imports)."""
+
+
+def pool_tokens(tokens: Tensor, frame_mask: Tensor | None) -> Tensor:
+    """Mean of ``(B, T, G, h, w, D)`` tokens over the real frames -> ``(B, D)``."""
+    if frame_mask is None:
+        return tokens.mean(dim=(1, 2, 3, 4))
+    batch, _, groups, height, width, _ = tokens.shape
+    weight = frame_mask.to(tokens.dtype)[:, :, None, None, None, None]
+    count = (weight.sum(1) * groups * height * width).reshape(batch, 1).clamp_min(1)
+    return (tokens * weight).sum(dim=(1, 2, 3, 4)) / count
+
 
 @dataclass
 class EncoderFeatures:
@@ -42,6 +57,7 @@ class EncoderFeatures:
         pooled: ``(B, D)`` mean of the tokens of real frames (``fc_norm`` applied when the
             encoder came from a globally pooled fine-tuned model).
         intermediates: block index -> ``(B, T, G, h, w, D)`` outputs of chosen blocks.
+        intermediate_cls: block index -> ``(B, D)`` the cls token after that block.
         groups: model indices of the groups in ``tokens``.
         frame_mask: ``(B, T)`` bool real frames, or ``None``.
         logits: ``(B, classes)`` when the encoder has a classification head.
@@ -51,6 +67,7 @@ class EncoderFeatures:
     tokens: Tensor
     pooled: Tensor
     intermediates: dict[int, Tensor] = field(default_factory=dict)
+    intermediate_cls: dict[int, Tensor] = field(default_factory=dict)
     groups: tuple[int, ...] = ()
     frame_mask: Tensor | None = None
     logits: Tensor | None = None
@@ -200,10 +217,10 @@ class SatMAEEncoder(nn.Module):
         Args:
             tokens: ``(B, N, D)`` embedded tokens with encodings.
             attn_mask: optional ``(B, 1, 1, 1+N)`` bool.
-            keep: block indices whose outputs (without cls) to return.
+            keep: block indices whose outputs to return.
 
         Returns:
-            ``(B, 1+N, D)`` normed output and ``{block: (B, N, D)}``.
+            ``(B, 1+N, D)`` normed output and ``{block: (B, 1+N, D)}`` (not normed).
         """
         cls = self.cls_token.expand(tokens.shape[0], -1, -1).to(tokens.dtype)
         x = torch.cat([cls, tokens], dim=1)  # (B, 1+N, D)
@@ -212,7 +229,7 @@ class SatMAEEncoder(nn.Module):
         for index, block in enumerate(self.blocks):
             x = block(x, attn_mask)
             if index in wanted:
-                kept[index] = x[:, 1:]
+                kept[index] = x
         return self.norm(x), kept
 
     # Forward ------------------------------------------------------------------------------
@@ -244,66 +261,125 @@ class SatMAEEncoder(nn.Module):
             if isinstance(x, Mapping)
             else ModelInputs(x, times, bands, frame_mask=frame_mask)
         )
+        return self.encode(inputs, blocks)
+
+    def encode(self, inputs: ModelInputs, blocks: Sequence[int] = ()) -> EncoderFeatures:
+        """:meth:`forward` on prepared inputs (cast to the weights' dtype)."""
+        inputs = replace(inputs, image=inputs.image.to(self.cls_token.dtype))
         tokenized = self.tokenize(inputs)
         tokens, attn_mask = self.select_visible(tokenized)
         out, kept = self.run_blocks(tokens, attn_mask, blocks)
-        batch, frames, groups, patches, dim = tokenized.tokens.shape
+        batch, frames, groups, _, dim = tokenized.tokens.shape
         shape = (batch, frames, groups, *tokenized.patch_grid, dim)
         patch_tokens = out[:, 1:].reshape(shape)
-        frame_mask = tokenized.frame_mask
-        if frame_mask is None:
-            pooled = patch_tokens.mean(dim=(1, 2, 3, 4))
-        else:
-            weight = frame_mask.to(out.dtype)[:, :, None, None, None, None]
-            count = (weight.sum(1) * groups * patches).reshape(batch, 1).clamp_min(1)
-            pooled = (patch_tokens * weight).sum(dim=(1, 2, 3, 4)) / count
+        pooled = pool_tokens(patch_tokens, tokenized.frame_mask)
         if self.fc_norm is not None:
             pooled = self.fc_norm(pooled)
         return EncoderFeatures(
             cls=out[:, 0],
             tokens=patch_tokens,
             pooled=pooled,
-            intermediates={index: value.reshape(shape) for index, value in kept.items()},
+            intermediates={index: value[:, 1:].reshape(shape) for index, value in kept.items()},
+            intermediate_cls={index: value[:, 0] for index, value in kept.items()},
             groups=tokenized.selection.groups,
-            frame_mask=frame_mask,
+            frame_mask=tokenized.frame_mask,
             logits=None if self.head is None else self.head(pooled),
         )
 
     @torch.no_grad()
     def embed(
         self,
-        x: ModelInput,
+        x: ModelInput | np.ndarray[Any, Any] | Any,
         times: Tensor | None = None,
         bands: Sequence[str] | None = None,
         pool: PoolMode = "mean",
         frame_mask: Tensor | None = None,
-    ) -> Tensor:
-        """Embeddings for inference (no gradients).
+        layers: Sequence[int] | None = None,
+        batch_size: int | None = None,
+    ) -> Embedding:
+        """Embeddings for inference (no gradients), float32 whatever the weights' dtype.
 
         Args:
-            x: a sample or batch dict of raw reflectance as read (normalised by the model), or
-                a normalised tensor ``(B, T, C, H, W)`` / ``(B, C, H, W)`` for single images.
+            x: a sample or batch dict of raw reflectance as read (normalised by the model); a
+                normalised tensor or numpy array ``(B, T, C, H, W)`` / ``(B, C, H, W)`` for single
+                images; or an xarray DataArray ``(time, band, y, x)`` / ``(band, y, x)`` of raw
+                reflectance with band names (see :func:`satmae.models.arrays.embed_dataarray`).
             times: ``(B, T)`` (or ``(B,)`` for single images) seconds since epoch; tensors only.
             bands: names of x's channels (tensors only); default ``config.input_order``.
             pool: ``"mean"`` -> ``(B, D)`` pooled tokens, ``"cls"`` -> ``(B, D)`` cls token,
                 ``"none"`` -> ``(B, T, G, h, w, D)`` tokens.
             frame_mask: ``(B, T)`` bool real frames (tensors only).
+            layers: block indices (negative counts from the end) whose outputs to return,
+                pooled the same way (without the final norm); the result is then
+                ``{layer: embedding}``.
+            batch_size: encode at most this many samples at a time to bound memory.
 
         Returns:
-            the embedding tensor.
+            the embedding tensor, ``{layer: tensor}`` with ``layers``, or xarray objects for an
+            xarray input.
+
+        Raises:
+            ValueError: for an unknown ``pool``, a layer outside the model or a bad batch size.
         """
         if pool not in POOL_MODES:
             raise ValueError(f"pool must be one of {POOL_MODES}, got {pool!r}")
+        depth = len(self.blocks)
+        if layers is not None and (bad := [i for i in layers if not -depth <= i < depth]):
+            raise ValueError(f"layers {bad} are outside the model's {depth} blocks")
+        if batch_size is not None and batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
+        if type(x).__module__.startswith("xarray"):
+            from satmae.models.arrays import embed_dataarray
+
+            return embed_dataarray(self, x, pool=pool, layers=layers, batch_size=batch_size)
         if isinstance(x, Mapping):
-            features = self.forward(x)
+            inputs = self.prepare(x)
         else:
-            x = torch.as_tensor(x)
-            if x.ndim == 4:
-                x = x.unsqueeze(1)
+            image = torch.as_tensor(x)
+            if image.ndim == 4:
+                image = image.unsqueeze(1)
                 times = None if times is None else torch.as_tensor(times).reshape(-1, 1)
-            features = self.forward(x.float(), times, bands, frame_mask=frame_mask)
-        if pool == "mean":
-            return features.pooled
-        if pool == "cls":
-            return features.cls
-        return features.tokens
+            inputs = ModelInputs(image.float(), times, bands, frame_mask=frame_mask)
+        inputs = inputs.to(self.cls_token.device)
+        size = batch_size or inputs.image.shape[0]
+        parts = [
+            self._embed_inputs(_batch_slice(inputs, start, start + size), pool, layers)
+            for start in range(0, inputs.image.shape[0], size)
+        ]
+        merged = {key: torch.cat([part[key] for part in parts]) for key in parts[0]}
+        return merged[None] if layers is None else {layer: merged[layer] for layer in layers}
+
+    def _embed_inputs(
+        self, inputs: ModelInputs, pool: PoolMode, layers: Sequence[int] | None
+    ) -> dict[int | None, Tensor]:
+        """One chunk: ``{None: final embedding}`` or ``{layer: embedding}``, float32."""
+        depth = len(self.blocks)
+        features = self.encode(inputs, () if layers is None else layers)
+        if layers is None:
+            final = {"mean": features.pooled, "cls": features.cls, "none": features.tokens}
+            return {None: final[pool].float()}
+        out: dict[int | None, Tensor] = {}
+        for layer in layers:
+            tokens = features.intermediates[layer % depth].float()
+            if pool == "mean":
+                out[layer] = pool_tokens(tokens, features.frame_mask)
+            elif pool == "cls":
+                out[layer] = features.intermediate_cls[layer % depth].float()
+            else:
+                out[layer] = tokens
+        return out
+
+
+def _batch_slice(inputs: ModelInputs, start: int, stop: int) -> ModelInputs:
+    """Samples ``start:stop`` of a batch."""
+
+    def part(value: Tensor | None) -> Tensor | None:
+        return None if value is None else value[start:stop]
+
+    return ModelInputs(
+        inputs.image[start:stop],
+        part(inputs.times),
+        inputs.bands,
+        part(inputs.valid),
+        part(inputs.frame_mask),
+    )
