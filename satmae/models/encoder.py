@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from satmae.models import backbone
 from satmae.models.blocks import Block, LayerNorm
 from satmae.models.config import EncoderConfig
 from satmae.models.frames import frame_attention_mask
@@ -129,6 +130,8 @@ class SatMAEEncoder(nn.Module):
         )
         self.normalization: Normalization | None = None
         self.provenance: dict[str, Any] = {}
+        self.num_features = dim  # timm's backbone interface
+        self.feature_info = backbone.feature_info(self)
         init_weights(self)
         nn.init.normal_(self.cls_token, std=0.02)
 
@@ -285,6 +288,36 @@ class SatMAEEncoder(nn.Module):
             frame_mask=tokenized.frame_mask,
             logits=None if self.head is None else self.head(pooled),
         )
+
+    # timm's backbone interface (see satmae.models.backbone) ------------------------------------
+
+    def forward_features(self, x: Tensor, times: Tensor | None = None) -> Tensor:
+        """Tokens after the final norm, cls first: ``(B, 1+N, D)``.
+
+        ``x`` is ``(B, C, H, W)`` or ``(B, T, C, H, W)``, normalised, in ``config.input_order``.
+        """
+        return backbone.forward_features(self, x, times)
+
+    def forward_intermediates(
+        self,
+        x: Tensor,
+        indices: int | Sequence[int] | None = None,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+        norm: bool = False,
+        times: Tensor | None = None,
+    ) -> list[Tensor] | tuple[Tensor, list[Tensor]]:
+        """Block outputs as ``(B, D, h, w)`` maps (``"NCHW"``) or ``(B, N, D)`` (``"NLC"``).
+
+        See :func:`satmae.models.backbone.forward_intermediates`.
+        """
+        return backbone.forward_intermediates(
+            self, x, indices, norm, output_fmt, intermediates_only, times
+        )
+
+    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+        """Pool :meth:`forward_features` tokens; logits when the encoder has a head."""
+        return backbone.forward_head(self, x, pre_logits)
 
     @torch.no_grad()
     def embed(

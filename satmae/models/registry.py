@@ -1,7 +1,8 @@
 """Named model configurations: sizes, SatMAE's published setups, the Sentinel-2 default.
 
-Every entry is also registered with timm, so ``timm.create_model("satmae_tiny")`` works once
-``satmae.models`` has been imported.
+Every entry is also registered with timm, so ``timm.create_model("satmae_tiny")`` (the MAE) and
+``timm.create_model("satmae_tiny_encoder", in_chans=10, features_only=...)`` (the encoder as a
+timm backbone) work once ``satmae.models`` has been imported.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ from dataclasses import replace
 from typing import Any
 
 from satmae.bands import SATMAE_BANDS, SATMAE_GROUPS
+from satmae.models.backbone import FeatureMaps
 from satmae.models.config import SATMAE_TIME_FIELDS, MAEConfig
+from satmae.models.encoder import SatMAEEncoder
 from satmae.models.mae import MaskedAutoencoder
 from satmae.models.official import official_normalization
 from satmae.normalization import StatsLike
@@ -116,6 +119,37 @@ def create_model(
     return model
 
 
+TIMM_KEYS: tuple[str, ...] = ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir")
+"""Arguments timm passes to every factory that our models do not take."""
+
+
+def create_encoder(
+    name: str, in_chans: int | None = None, features_only: bool = False, **kwargs: Any
+) -> SatMAEEncoder | FeatureMaps:
+    """The encoder of a registered model as a timm backbone (random weights).
+
+    Args:
+        name: a key of :data:`MODEL_CONFIGS`.
+        in_chans: number of input channels; must equal the model's band count.
+        features_only: return a :class:`FeatureMaps` giving a list of ``(B, D, h, w)`` maps.
+        **kwargs: ``out_indices`` / ``feature_norm`` (``features_only``), ``normalization`` and
+            config overrides as in :func:`create_model`.
+
+    Raises:
+        ValueError: if ``in_chans`` differs from the model's band count.
+    """
+    out_indices = kwargs.pop("out_indices", 4)
+    norm = kwargs.pop("feature_norm", False)
+    encoder = create_model(name, **kwargs).encoder
+    bands = encoder.config.input_order
+    if in_chans is not None and in_chans != len(bands):
+        raise ValueError(
+            f"{name} reads {len(bands)} bands {list(bands)}, got in_chans={in_chans}; pass "
+            f"in_chans={len(bands)} with the channels in this order, or override band_groups"
+        )
+    return FeatureMaps(encoder, out_indices, norm) if features_only else encoder
+
+
 def _register_with_timm() -> None:
     """Expose every entry through ``timm.create_model``."""
     from timm.models import register_model
@@ -132,15 +166,28 @@ def _register_with_timm() -> None:
                     f"{_name} has no downloadable weights; load a bundle or official checkpoint "
                     "with satmae.load_mae(path)"
                 )
-            for key in ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir"):
+            for key in TIMM_KEYS:
                 kwargs.pop(key, None)
             return create_model(_name, **kwargs)
 
-        factory.__name__ = name
-        factory.__qualname__ = name
-        factory.__module__ = registry.__name__
-        setattr(registry, name, factory)
-        register_model(factory)
+        def encoder_factory(
+            pretrained: bool = False, _name: str = name, **kwargs: Any
+        ) -> SatMAEEncoder | FeatureMaps:
+            if pretrained:
+                raise ValueError(
+                    f"{_name}_encoder has no downloadable weights; load a bundle or checkpoint "
+                    "with satmae.load_encoder(path)"
+                )
+            for key in TIMM_KEYS:
+                kwargs.pop(key, None)
+            return create_encoder(_name, **kwargs)
+
+        for function, entry in ((factory, name), (encoder_factory, f"{name}_encoder")):
+            function.__name__ = entry
+            function.__qualname__ = entry
+            function.__module__ = registry.__name__
+            setattr(registry, entry, function)
+            register_model(function)
 
 
 _register_with_timm()
