@@ -1,0 +1,1 @@
+"""Feature extraction: embeddings written as COG, Zarr or GeoParquet, searched, previewed."""
