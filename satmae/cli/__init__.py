@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "satmae.cli.pretrain",
     "satmae.cli.export",
     "satmae.cli.prep",
+    "satmae.cli.embed",
 )
 """Subcommand modules, in the order ``satmae --help`` lists them."""
 

@@ -1,1 +1,1 @@
-"""Feature extraction: embeddings written as COG, Zarr or GeoParquet, searched, previewed."""
+"""Feature extraction from rasters: the scene pipeline, writers, preview and similarity search."""

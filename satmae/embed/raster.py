@@ -1,0 +1,288 @@
+"""``satmae.embed_raster``: scenes, series or folders of them to georeferenced embeddings.
+
+Every place under the input (one scene, a time series of one place, or each of many places:
+see :mod:`satmae.data.readers.locations`) becomes one output: a patch-resolution
+Cloud-Optimized GeoTIFF or Zarr map (:func:`~satmae.embed.pipeline.embed_reader`), or GeoParquet
+rows, one per window, with pooled vectors and footprints. Outputs are written atomically, so a
+killed run leaves finished places complete and no partial file; ``resume=True`` skips them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from affine import Affine
+from rasterio.windows import Window
+
+from satmae import __version__
+from satmae.data.grid import PathLike
+from satmae.data.readers.locations import SceneLocation, find_locations
+from satmae.data.readers.protocol import Reader
+from satmae.data.readers.series import SeriesReader
+from satmae.data.sample import collate_samples
+from satmae.embed.pipeline import MapWriter, Tiling, _model_sample, embed_reader
+from satmae.embed.preview import write_preview
+from satmae.embed.writers import CogWriter, EmbeddingMeta, ZarrWriter, write_geoparquet
+from satmae.models import SatMAEEncoder, create_model, load_encoder
+
+OutputFormat = Literal["cog", "zarr", "parquet"]
+SUFFIXES: dict[str, str] = {"cog": ".tif", "zarr": ".zarr", "parquet": ".parquet"}
+
+
+def open_encoder(
+    model: str, device: str | torch.device = "cpu", random_init: bool = False
+) -> SatMAEEncoder:
+    """A bundle, ``.ckpt`` or official ``.pth``; or a registry name with ``random_init``.
+
+    Raises:
+        ValueError: for a registry name without ``random_init`` (it has no weights).
+    """
+    if Path(model).exists():
+        return load_encoder(model, device)
+    if not random_init:
+        raise ValueError(
+            f"{model!r} is not a model file; give a bundle, .ckpt or .pth, or a registry name "
+            "with --random-init to try the pipeline without weights"
+        )
+    encoder = create_model(model).encoder.to(device).eval()
+    encoder.provenance = {"registry": model, "weights": "random init"}
+    return encoder
+
+
+def weights_hash(encoder: SatMAEEncoder) -> str:
+    """SHA-256 of the encoder's weights (names, shapes and bytes), first 16 hex digits."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(encoder.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(str(tuple(tensor.shape)).encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _open(location: SceneLocation, bands: Sequence[str] | None) -> Reader:
+    if location.frames:
+        return SeriesReader(list(location.frames), bands)
+    if location.source is not None and location.source.open is not None:
+        return location.source.open()
+    raise ValueError(
+        f"{location.name} cannot be read window by window (e.g. a cube or BigEarthNet patch); "
+        "embed it with encoder.embed(...) instead"
+    )
+
+
+def _meta(encoder: SatMAEEncoder, reader: Reader, pool: str, model: str) -> EmbeddingMeta:
+    first = reader.read(window=Window(0, 0, 1, 1))
+    times = first.get("times")
+    dates = (
+        tuple(datetime.fromtimestamp(int(t), UTC).date().isoformat() for t in times)
+        if times is not None
+        else ()
+    )
+    normalization = encoder.normalization
+    text = (
+        "none"
+        if normalization is None
+        else f"{normalization.mode}: {normalization.stats.provenance}"
+    )
+    return EmbeddingMeta(
+        model=model,
+        weights_hash=weights_hash(encoder),
+        bands=tuple(band for band in encoder.bands if band in reader.bands),
+        dates=dates,
+        normalization=text,
+        satmae_version=__version__,
+        patch_size=encoder.config.patch_size,
+        pool=pool,
+    )
+
+
+def embed_raster(
+    inputs: PathLike,
+    model: str | SatMAEEncoder,
+    out: PathLike,
+    *,
+    output_format: OutputFormat = "cog",
+    size: int | None = None,
+    stride: int | None = None,
+    batch_size: int = 8,
+    bands: Sequence[str] | None = None,
+    overwrite: bool = False,
+    resume: bool = False,
+    preview: bool = False,
+    progress: bool = True,
+) -> list[Path]:
+    """Embed every place under ``inputs``.
+
+    Args:
+        inputs: a scene, a folder of dated scenes (one series), a folder of such folders, an
+            OSCD root, an index table — anything ``satmae check`` reads window by window.
+        model: an encoder, or a bundle / ``.ckpt`` / ``.pth`` path.
+        out: the output file for one place; a folder (one file per place) for several.
+        output_format: ``"cog"`` or ``"zarr"`` maps at patch resolution, or ``"parquet"``
+            rows of pooled window vectors with footprints.
+        size: window side in pixels (default the model's image size).
+        stride: step between windows (default half a window; maps blend the overlap).
+        batch_size: windows per forward pass.
+        bands: bands to read (default every band the data has; the model picks its own).
+        overwrite: replace existing outputs.
+        resume: keep existing outputs (finished places) and write only the missing ones.
+        preview: beside each map, a PNG of its PCA colours next to a true-colour view of the
+            input's last date (the input view only for scenes up to 4096 px a side).
+        progress: progress bars.
+
+    Returns:
+        the outputs written or kept, one per place.
+
+    Raises:
+        FileExistsError: if an output exists and neither ``overwrite`` nor ``resume`` is set.
+        ValueError: for data the model cannot take, windows larger than a scene, and the like.
+    """
+    if output_format not in SUFFIXES:
+        raise ValueError(f"output format must be one of {sorted(SUFFIXES)}, got {output_format!r}")
+    encoder = model if isinstance(model, SatMAEEncoder) else open_encoder(str(model))
+    name = str(model) if not isinstance(model, SatMAEEncoder) else str(encoder.provenance)
+    locations = find_locations(inputs, bands)
+    out = Path(out)
+    suffix = SUFFIXES[output_format]
+    targets = (
+        [out]
+        if len(locations) == 1
+        else [out / f"{_safe(location.name)}{suffix}" for location in locations]
+    )
+    written = []
+    for location, target in zip(locations, targets, strict=True):
+        if target.exists():
+            if resume:
+                written.append(target)
+                continue
+            if not overwrite:
+                raise FileExistsError(
+                    f"{target} exists; pass --overwrite to replace it or --resume to keep it"
+                )
+        with _open(location, bands) as reader:
+            meta = _meta(encoder, reader, "none" if output_format != "parquet" else "mean", name)
+            if output_format == "parquet":
+                _embed_windows(reader, encoder, target, meta, size, stride, batch_size, overwrite)
+            else:
+                factory = _factory(output_format, target, reader, meta, overwrite)
+                embed_reader(
+                    reader,
+                    encoder,
+                    factory,
+                    size=size,
+                    stride=stride,
+                    batch_size=batch_size,
+                    progress=progress,
+                )
+                factory.close()
+                if preview:
+                    write_map_preview(target, reader)
+        written.append(target)
+    return written
+
+
+class _WriterFactory:
+    """Builds the map writer once the feature count is known, and commits it at the end."""
+
+    def __init__(
+        self, kind: str, target: Path, crs: Any, meta: EmbeddingMeta, overwrite: bool
+    ) -> None:
+        self.kind, self.target, self.crs, self.meta = kind, target, crs, meta
+        self.overwrite = overwrite
+        self.writer: CogWriter | ZarrWriter | None = None
+
+    def __call__(self, features: int, shape: tuple[int, int], transform: Affine) -> MapWriter:
+        kind = CogWriter if self.kind == "cog" else ZarrWriter
+        self.writer = kind(
+            self.target,
+            width=shape[1],
+            height=shape[0],
+            features=features,
+            crs=self.crs,
+            transform=transform,
+            meta=self.meta,
+            overwrite=self.overwrite,
+        )
+        return self.writer
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def _factory(
+    kind: str, target: Path, reader: Reader, meta: EmbeddingMeta, overwrite: bool
+) -> _WriterFactory:
+    return _WriterFactory(kind, target, reader.grid.crs, meta, overwrite)
+
+
+def _embed_windows(
+    reader: Reader,
+    encoder: SatMAEEncoder,
+    target: Path,
+    meta: EmbeddingMeta,
+    size: int | None,
+    stride: int | None,
+    batch_size: int,
+    overwrite: bool,
+) -> None:
+    """One GeoParquet row per window: the pooled vector and the window's footprint."""
+    patch = encoder.config.patch_size
+    size = size or encoder.config.img_size[0]
+    grid = reader.grid
+    tiling = Tiling(grid.height, grid.width, size, stride or size, patch)
+    windows = [Window(x, y, size, size) for y in tiling.starts(grid.height)
+               for x in tiling.starts(grid.width)]  # fmt: skip
+    vectors, footprints = [], []
+    for start in range(0, len(windows), batch_size):
+        chunk = windows[start : start + batch_size]
+        samples = [_model_sample(dict(reader.read(window=window))) for window in chunk]
+        pooled = encoder.embed(collate_samples(samples))
+        assert isinstance(pooled, torch.Tensor)
+        vectors.append(pooled.float().cpu().numpy())
+        footprints += [grid.window(window).bounds for window in chunk]
+    write_geoparquet(
+        target,
+        np.concatenate(vectors),
+        footprints,
+        grid.crs,
+        meta,
+        extra={"window": [f"{w.col_off},{w.row_off},{w.width},{w.height}" for w in windows]},
+        overwrite=overwrite,
+    )
+
+
+PREVIEW_INPUT_LIMIT = 4096
+"""Largest scene side whose pixels a preview shows beside the embedding."""
+
+
+def write_map_preview(target: Path, reader: Reader | None = None) -> Path:
+    """``target`` with ``.png``: the map's PCA colours, beside the input when it is small."""
+    if target.suffix == ".zarr":
+        import xarray as xr
+
+        embedding = xr.open_zarr(target)["embedding"].values
+    else:
+        import rasterio
+
+        with rasterio.open(target) as dataset:
+            embedding = dataset.read()
+    valid = np.isfinite(embedding).all(axis=0)
+    image, bands = None, None
+    if reader is not None and max(reader.grid.height, reader.grid.width) <= PREVIEW_INPUT_LIMIT:
+        sample = reader.read()
+        image, bands = sample["image"].numpy(), sample["bands"]
+    path = target.with_suffix(".png")
+    write_preview(path, np.nan_to_num(embedding), image=image, bands=bands, valid=valid)
+    return path
+
+
+def _safe(name: str) -> str:
+    """A file name for a location id."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(name).name) or "place"

@@ -1,0 +1,93 @@
+"""satmae embed: scenes to COG, Zarr and GeoParquet, georeferenced and tagged."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import rasterio
+import xarray as xr
+
+from satmae.cli import main
+from satmae.data.readers.series import SeriesReader
+from satmae.data.synthetic import DemoConfig, write_demo_set
+from satmae.embed.search import search
+from satmae.embed.writers import wkb_bounds
+from satmae.models import create_model, save_bundle
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    root = tmp_path_factory.mktemp("embed")
+    demo = write_demo_set(root / "demo", DemoConfig(size=96, num_dates=3)).root
+    save_bundle(create_model("satmae_tiny").encoder, root / "bundle")
+    return demo, root / "bundle"
+
+
+def embed(demo, bundle, out, *extra):
+    return main(["embed", str(demo), "--model", str(bundle), "--out", str(out), "--quiet",
+                 "--window", "32", *extra])  # fmt: skip
+
+
+def test_cog_has_the_patch_grid_of_the_input_and_its_tags(demo, tmp_path):
+    scenes, bundle = demo
+    out = tmp_path / "emb.tif"
+    assert embed(scenes, bundle, out, "--preview") == 0
+    with SeriesReader(scenes) as reader:
+        grid = reader.grid
+    with rasterio.open(out) as dataset:
+        assert dataset.count == 64 and (dataset.height, dataset.width) == (12, 12)
+        assert dataset.crs == grid.crs
+        assert dataset.transform == grid.transform * dataset.transform.scale(8)
+        tags = dataset.tags()
+        values = dataset.read()
+    assert tags["bands"].split(",")[:3] == ["B02", "B03", "B04"]
+    assert len(tags["dates"].split(",")) == 3 and tags["weights_hash"]
+    assert np.isfinite(values).mean() > 0.5
+    assert out.with_suffix(".png").is_file()
+    assert embed(scenes, bundle, out) == 2  # exists: refused without --overwrite
+    assert embed(scenes, bundle, out, "--resume") == 0
+
+
+def test_zarr_and_cog_hold_the_same_map(demo, tmp_path):
+    scenes, bundle = demo
+    assert embed(scenes, bundle, tmp_path / "emb.tif") == 0
+    assert embed(scenes, bundle, tmp_path / "emb.zarr", "--format", "zarr") == 0
+    with rasterio.open(tmp_path / "emb.tif") as dataset:
+        cog = dataset.read()
+    zarr = xr.open_zarr(tmp_path / "emb.zarr")["embedding"].values
+    np.testing.assert_allclose(zarr, cog, rtol=0, atol=1e-6, equal_nan=True)
+
+
+def test_geoparquet_rows_cover_the_scene_and_can_be_searched(demo, tmp_path):
+    scenes, bundle = demo
+    out = tmp_path / "chips.parquet"
+    assert embed(scenes, bundle, out, "--format", "parquet") == 0
+    table = pq.read_table(out)
+    assert table.num_rows == 9  # 3 x 3 windows of 32 px over 96 px
+    footprints = np.array([wkb_bounds(g) for g in table.column("geometry").to_pylist()])
+    with SeriesReader(scenes) as reader:
+        left, bottom, right, top = reader.grid.bounds
+    assert footprints[:, 0].min() == pytest.approx(left)
+    assert footprints[:, 2].max() == pytest.approx(right)
+    assert footprints[:, 1].min() == pytest.approx(bottom)
+    assert footprints[:, 3].max() == pytest.approx(top)
+    first = np.asarray(table.column("embedding").to_pylist()[0], dtype=np.float32)
+    best = search(out, first, k=3)
+    assert best[0]["score"] == pytest.approx(1.0) and best[0]["row"] == 0
+
+
+def test_registry_name_needs_random_init_and_missing_bands_are_named(demo, tmp_path, capsys):
+    scenes, _ = demo
+    assert main(["embed", str(scenes), "--model", "satmae_tiny", "--out", str(tmp_path / "a.tif"),
+                 "--quiet", "--window", "32"]) == 2  # fmt: skip
+    assert "--random-init" in capsys.readouterr().err
+    assert main(["embed", str(scenes), "--model", "satmae_tiny", "--random-init", "--out",
+                 str(tmp_path / "b.tif"), "--quiet", "--window", "32"]) == 0  # fmt: skip
+    assert main(["embed", str(scenes), "--model", "satmae_tiny", "--random-init", "--out",
+                 str(tmp_path / "c.tif"), "--quiet", "--window", "32",
+                 "--bands", "B02", "B03", "B04"]) == 2  # fmt: skip
+    assert "missing" in capsys.readouterr().err
+    assert main(["embed", str(scenes), "--model", "satmae_tiny", "--random-init", "--out",
+                 str(tmp_path / "d.tif"), "--quiet", "--window", "128"]) == 2  # fmt: skip
+    assert "larger than the scene" in capsys.readouterr().err
