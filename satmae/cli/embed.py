@@ -19,6 +19,7 @@ def run(args: argparse.Namespace) -> int:
         stride=args.stride,
         batch_size=args.batch_size,
         bands=args.bands,
+        latest=args.latest,
         overwrite=args.overwrite,
         resume=args.resume,
         preview=args.preview and args.format != "parquet",
@@ -53,6 +54,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("--stride", type=int, help="step between windows (default: half)")
     parser.add_argument("--batch-size", type=int, default=8, help="windows per forward pass")
     parser.add_argument("--bands", nargs="+", help="bands to read (default: all found)")
+    parser.add_argument("--latest", type=int, help="embed only the latest N dates of each series")
     parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
     parser.add_argument(
         "--random-init", action="store_true", help="a registry model with random weights"

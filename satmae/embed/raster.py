@@ -65,9 +65,19 @@ def weights_hash(encoder: SatMAEEncoder) -> str:
     return digest.hexdigest()[:16]
 
 
-def _open(location: SceneLocation, bands: Sequence[str] | None) -> Reader:
+def _open(
+    location: SceneLocation, bands: Sequence[str] | None, max_frames: int, latest: int | None
+) -> Reader:
     if location.frames:
-        return SeriesReader(list(location.frames), bands)
+        frames = list(location.frames)
+        if latest is not None:
+            frames = frames[-latest:]
+        if len(frames) > max_frames:
+            raise ValueError(
+                f"{location.name} has {len(frames)} dates but the model takes at most "
+                f"{max_frames}; pass --latest {max_frames} to embed the latest {max_frames}"
+            )
+        return SeriesReader(frames, bands)
     if location.source is not None and location.source.open is not None:
         return location.source.open()
     raise ValueError(
@@ -112,6 +122,7 @@ def embed_raster(
     stride: int | None = None,
     batch_size: int = 8,
     bands: Sequence[str] | None = None,
+    latest: int | None = None,
     overwrite: bool = False,
     resume: bool = False,
     preview: bool = False,
@@ -130,6 +141,8 @@ def embed_raster(
         stride: step between windows (default half a window; maps blend the overlap).
         batch_size: windows per forward pass.
         bands: bands to read (default every band the data has; the model picks its own).
+        latest: embed only the latest ``latest`` dates of each series (a series longer than
+            the model's ``max_frames`` is an error otherwise).
         overwrite: replace existing outputs.
         resume: keep existing outputs (finished places) and write only the missing ones.
         preview: beside each map, a PNG of its PCA colours next to a true-colour view of the
@@ -165,7 +178,7 @@ def embed_raster(
                 raise FileExistsError(
                     f"{target} exists; pass --overwrite to replace it or --resume to keep it"
                 )
-        with _open(location, bands) as reader:
+        with _open(location, bands, encoder.config.max_frames, latest) as reader:
             meta = _meta(encoder, reader, "none" if output_format != "parquet" else "mean", name)
             if output_format == "parquet":
                 _embed_windows(reader, encoder, target, meta, size, stride, batch_size, overwrite)

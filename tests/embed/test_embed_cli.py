@@ -91,3 +91,14 @@ def test_registry_name_needs_random_init_and_missing_bands_are_named(demo, tmp_p
     assert main(["embed", str(scenes), "--model", "satmae_tiny", "--random-init", "--out",
                  str(tmp_path / "d.tif"), "--quiet", "--window", "128"]) == 2  # fmt: skip
     assert "larger than the scene" in capsys.readouterr().err
+
+
+def test_a_series_longer_than_the_model_takes_needs_latest(tmp_path, capsys):
+    demo = write_demo_set(tmp_path / "six", DemoConfig(size=64, num_dates=6)).root
+    args = ["embed", str(demo), "--model", "satmae_tiny", "--random-init", "--quiet"]
+    args += ["--window", "32", "--out"]
+    assert main([*args, str(tmp_path / "a.tif")]) == 2
+    assert "--latest 4" in capsys.readouterr().err
+    assert main([*args, str(tmp_path / "b.tif"), "--latest", "4"]) == 0
+    with rasterio.open(tmp_path / "b.tif") as dataset:
+        assert len(dataset.tags()["dates"].split(",")) == 4
