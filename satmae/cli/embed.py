@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import argparse
 
+from satmae.prep.options import add_scale_out_arguments
+
 
 def run(args: argparse.Namespace) -> int:
     """Embed every place under INPUTS and say where the outputs are."""
     from satmae.embed.raster import embed_raster, open_encoder
 
-    encoder = open_encoder(args.model, args.device, random_init=args.random_init)
+    scaled_out = args.workers > 1 or args.scheduler is not None
+    model = (
+        args.model
+        if scaled_out and not args.random_init
+        else open_encoder(args.model, args.device, random_init=args.random_init)
+    )
     outputs = embed_raster(
         args.inputs,
-        encoder,
+        model,
         args.out,
         output_format=args.format,
         size=args.window,
@@ -23,6 +30,8 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         resume=args.resume,
         preview=args.preview and args.format != "parquet",
+        workers=args.workers,
+        scheduler=args.scheduler,
         progress=not args.quiet,
     )
     for output in outputs:
@@ -63,4 +72,5 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("--resume", action="store_true", help="keep finished outputs")
     parser.add_argument("--preview", action="store_true", help="write a PCA-to-RGB PNG too")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_scale_out_arguments(parser)
     parser.set_defaults(func=run)

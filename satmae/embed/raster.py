@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,6 +24,7 @@ from rasterio.windows import Window
 
 from satmae import __version__
 from satmae.data.grid import PathLike
+from satmae.data.parallel import run_tasks
 from satmae.data.readers.locations import SceneLocation, find_locations
 from satmae.data.readers.protocol import Reader
 from satmae.data.readers.series import SeriesReader
@@ -126,6 +129,8 @@ def embed_raster(
     overwrite: bool = False,
     resume: bool = False,
     preview: bool = False,
+    workers: int = 1,
+    scheduler: str | None = None,
     progress: bool = True,
 ) -> list[Path]:
     """Embed every place under ``inputs``.
@@ -147,10 +152,13 @@ def embed_raster(
         resume: keep existing outputs (finished places) and write only the missing ones.
         preview: beside each map, a PNG of its PCA colours next to a true-colour view of the
             input's last date (the input view only for scenes up to 4096 px a side).
+        workers: places embedded at once by a local dask cluster (1: in this process).
+        scheduler: address of a dask scheduler for many machines (paths and the model must
+            be reachable from every worker).
         progress: progress bars.
 
     Returns:
-        the outputs written or kept, one per place.
+        the outputs, one per place (written, or kept with ``resume``).
 
     Raises:
         FileExistsError: if an output exists and neither ``overwrite`` nor ``resume`` is set.
@@ -158,8 +166,12 @@ def embed_raster(
     """
     if output_format not in SUFFIXES:
         raise ValueError(f"output format must be one of {sorted(SUFFIXES)}, got {output_format!r}")
-    encoder = model if isinstance(model, SatMAEEncoder) else open_encoder(str(model))
-    name = str(model) if not isinstance(model, SatMAEEncoder) else str(encoder.provenance)
+    if isinstance(model, SatMAEEncoder):
+        encoder: SatMAEEncoder | str = model
+        name = str(model.provenance.get("source") or model.provenance.get("registry") or "model")
+    else:
+        encoder, name = str(model), str(model)
+        open_encoder(name)  # a bad model fails here, before any data is read
     locations = find_locations(inputs, bands)
     out = Path(out)
     suffix = SUFFIXES[output_format]
@@ -168,36 +180,95 @@ def embed_raster(
         if len(locations) == 1
         else [out / f"{_safe(location.name)}{suffix}" for location in locations]
     )
-    written = []
+    tasks = []
     for location, target in zip(locations, targets, strict=True):
         if target.exists():
             if resume:
-                written.append(target)
                 continue
             if not overwrite:
                 raise FileExistsError(
                     f"{target} exists; pass --overwrite to replace it or --resume to keep it"
                 )
-        with _open(location, bands, encoder.config.max_frames, latest) as reader:
-            meta = _meta(encoder, reader, "none" if output_format != "parquet" else "mean", name)
-            if output_format == "parquet":
-                _embed_windows(reader, encoder, target, meta, size, stride, batch_size, overwrite)
-            else:
-                factory = _factory(output_format, target, reader, meta, overwrite)
-                embed_reader(
-                    reader,
-                    encoder,
-                    factory,
-                    size=size,
-                    stride=stride,
-                    batch_size=batch_size,
-                    progress=progress,
-                )
-                factory.close()
-                if preview:
-                    write_map_preview(target, reader)
-        written.append(target)
-    return written
+        settings = PlaceSettings(
+            output_format, size, stride, batch_size, bands, latest, overwrite, preview
+        )
+        tasks.append(PlaceTask(location, target, encoder, name, settings, progress))
+    single = scheduler is None and workers <= 1
+    if not single:
+        tasks = [replace(task, progress=False) for task in tasks]
+    run_tasks(
+        embed_place,
+        tasks,
+        scheduler=scheduler,
+        workers=workers,
+        description="places",
+        progress=progress and len(tasks) > 1,
+    )
+    return targets
+
+
+@dataclass(frozen=True)
+class PlaceSettings:
+    """How every place of a run is embedded (see :func:`embed_raster`)."""
+
+    output_format: str
+    size: int | None
+    stride: int | None
+    batch_size: int
+    bands: Sequence[str] | None
+    latest: int | None
+    overwrite: bool
+    preview: bool
+
+
+@dataclass(frozen=True)
+class PlaceTask:
+    """One place to embed into one output (a dask task when run on a cluster)."""
+
+    location: SceneLocation
+    target: Path
+    model: SatMAEEncoder | str
+    model_name: str
+    settings: PlaceSettings
+    progress: bool = True
+
+
+def embed_place(task: PlaceTask) -> Path:
+    """Embed one place into its output (module level, so dask workers can run it)."""
+    encoder = task.model if isinstance(task.model, SatMAEEncoder) else _cached_encoder(task.model)
+    settings = task.settings
+    limit = encoder.config.max_frames
+    with _open(task.location, settings.bands, limit, settings.latest) as reader:
+        pool = "mean" if settings.output_format == "parquet" else "none"
+        meta = _meta(encoder, reader, pool, task.model_name)
+        if settings.output_format == "parquet":
+            _embed_windows(
+                reader, encoder, task.target, meta, settings.size, settings.stride,
+                settings.batch_size, settings.overwrite,
+            )  # fmt: skip
+        else:
+            factory = _WriterFactory(
+                settings.output_format, task.target, reader.grid.crs, meta, settings.overwrite
+            )
+            embed_reader(
+                reader,
+                encoder,
+                factory,
+                size=settings.size,
+                stride=settings.stride,
+                batch_size=settings.batch_size,
+                progress=task.progress,
+            )
+            factory.close()
+            if settings.preview:
+                write_map_preview(task.target, reader)
+    return task.target
+
+
+@cache
+def _cached_encoder(model: str) -> SatMAEEncoder:
+    """One encoder per model file and process (dask workers reuse it across places)."""
+    return open_encoder(model)
 
 
 class _WriterFactory:
@@ -227,12 +298,6 @@ class _WriterFactory:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
-
-
-def _factory(
-    kind: str, target: Path, reader: Reader, meta: EmbeddingMeta, overwrite: bool
-) -> _WriterFactory:
-    return _WriterFactory(kind, target, reader.grid.crs, meta, overwrite)
 
 
 def _embed_windows(

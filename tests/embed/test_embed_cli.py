@@ -102,3 +102,29 @@ def test_a_series_longer_than_the_model_takes_needs_latest(tmp_path, capsys):
     assert main([*args, str(tmp_path / "b.tif"), "--latest", "4"]) == 0
     with rasterio.open(tmp_path / "b.tif") as dataset:
         assert len(dataset.tags()["dates"].split(",")) == 4
+
+
+@pytest.mark.slow
+def test_two_dask_workers_give_the_outputs_of_one_process(tmp_path):
+    places = tmp_path / "places"
+    for seed, name in ((1, "north"), (2, "south")):
+        write_demo_set(places / name, DemoConfig(seed=seed, size=64, num_dates=2))
+    save_bundle(create_model("satmae_tiny").encoder, tmp_path / "bundle")
+    args = ["embed", str(places), "--model", str(tmp_path / "bundle"), "--quiet"]
+    args += ["--window", "32"]
+    assert main([*args, "--out", str(tmp_path / "one")]) == 0
+    assert main([*args, "--out", str(tmp_path / "two"), "--workers", "2"]) == 0
+    outputs = sorted(p.name for p in (tmp_path / "one").glob("*.tif"))
+    assert outputs == ["north.tif", "south.tif"]
+    for name in outputs:
+        with (
+            rasterio.open(tmp_path / "one" / name) as one,
+            rasterio.open(tmp_path / "two" / name) as two,
+        ):
+            np.testing.assert_array_equal(one.read(), two.read())
+            assert one.tags()["weights_hash"] == two.tags()["weights_hash"]
+    (tmp_path / "one" / "south.tif").unlink()  # as if killed before this place
+    assert main([*args, "--out", str(tmp_path / "one"), "--resume"]) == 0
+    again, two = tmp_path / "one" / "south.tif", tmp_path / "two" / "south.tif"
+    with rasterio.open(again) as first, rasterio.open(two) as second:
+        np.testing.assert_array_equal(first.read(), second.read())
