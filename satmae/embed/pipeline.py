@@ -24,7 +24,6 @@ from rasterio.windows import Window
 from tqdm.auto import tqdm
 
 from satmae.data.readers.protocol import Reader
-from satmae.data.sample import collate_samples
 from satmae.models.encoder import SatMAEEncoder
 
 
@@ -162,8 +161,12 @@ def embed_reader(
         total=len(row_starts) * len(col_starts), desc="embed", unit="window", disable=not progress
     )
 
+    columns = col_starts[-1] + size
+
     def read_row(y: int) -> list[dict[str, Any]]:
-        return [dict(reader.read(window=Window(x, y, size, size))) for x in col_starts]
+        # One read per row of windows, cut in memory: far fewer reads than one per window.
+        strip = reader.read(window=Window(0, y, columns, size))
+        return [_cut(strip, x, size) for x in col_starts]
 
     with ThreadPoolExecutor(max_workers=1) as pool:
         pending: Future[list[dict[str, Any]]] = pool.submit(read_row, row_starts[0])
@@ -188,6 +191,15 @@ def embed_reader(
     bar.close()
 
 
+def _cut(strip: Any, x: int, size: int) -> dict[str, Any]:
+    """The window of a strip sample starting at column ``x``, with the keys the model reads."""
+    window = {key: strip[key] for key in ("times", "bands") if key in strip}
+    window["image"] = strip["image"][..., x : x + size]
+    if strip.get("valid") is not None:
+        window["valid"] = strip["valid"][..., x : x + size]
+    return window
+
+
 def _flush(strip: _Strip, before: int, writer: MapWriter, columns: int) -> None:
     rows = list(strip.pop_before(before))
     if not rows:
@@ -208,7 +220,7 @@ def _encode(
     maps: list[NDArray[np.float32]] = []
     for start in range(0, len(samples), batch_size):
         chunk = samples[start : start + batch_size]
-        batch = collate_samples([_model_sample(sample) for sample in chunk])
+        batch = _stack(chunk)
         with torch.no_grad():
             features = encoder(batch)
         dense = features.dense("mean").float().cpu().numpy()  # (B, D, h, w)
@@ -219,6 +231,15 @@ def _encode(
                 values = np.where(fraction[None] >= min_valid, values, np.nan)
             maps.append(values.astype(np.float32))
     return maps
+
+
+def _stack(windows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Windows of one strip as a batch (same bands and dates, so no contract check needed)."""
+    batch: dict[str, Any] = {"bands": windows[0]["bands"]}
+    for key in ("image", "times", "valid"):
+        if windows[0].get(key) is not None:
+            batch[key] = torch.stack([torch.as_tensor(window[key]) for window in windows])
+    return batch
 
 
 def _model_sample(sample: dict[str, Any]) -> dict[str, Any]:

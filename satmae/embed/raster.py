@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import rasterio
 import torch
 from affine import Affine
 from rasterio.windows import Window
@@ -233,8 +234,19 @@ class PlaceTask:
     progress: bool = True
 
 
+GDAL_CACHE_MB = 256
+"""GDAL's block cache while embedding, in MiB: reads and writes stream, so a small cache
+suffices and memory stays bounded whatever the scene's size (GDAL's default grows to 5 % of
+the RAM). rasterio takes the value in bytes."""
+
+
 def embed_place(task: PlaceTask) -> Path:
     """Embed one place into its output (module level, so dask workers can run it)."""
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB * 1024 * 1024):
+        return _embed_place(task)
+
+
+def _embed_place(task: PlaceTask) -> Path:
     encoder = task.model if isinstance(task.model, SatMAEEncoder) else _cached_encoder(task.model)
     settings = task.settings
     limit = encoder.config.max_frames
