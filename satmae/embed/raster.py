@@ -30,6 +30,7 @@ from satmae.data.readers.locations import SceneLocation, find_locations
 from satmae.data.readers.protocol import Reader
 from satmae.data.readers.series import SeriesReader
 from satmae.data.sample import collate_samples
+from satmae.data.store.chipstore import ChipStore, open_spec
 from satmae.embed.pipeline import MapWriter, Tiling, _model_sample, embed_reader
 from satmae.embed.preview import write_preview
 from satmae.embed.writers import CogWriter, EmbeddingMeta, ZarrWriter, write_geoparquet
@@ -93,17 +94,8 @@ def _open(
 def _meta(encoder: SatMAEEncoder, reader: Reader, pool: str, model: str) -> EmbeddingMeta:
     first = reader.read(window=Window(0, 0, 1, 1))
     times = first.get("times")
-    dates = (
-        tuple(datetime.fromtimestamp(int(t), UTC).date().isoformat() for t in times)
-        if times is not None
-        else ()
-    )
-    normalization = encoder.normalization
-    text = (
-        "none"
-        if normalization is None
-        else f"{normalization.mode}: {normalization.stats.provenance}"
-    )
+    dates = tuple(_iso(int(t)) for t in times) if times is not None else ()
+    text = _normalization_text(encoder)
     return EmbeddingMeta(
         model=model,
         weights_hash=weights_hash(encoder),
@@ -167,6 +159,18 @@ def embed_raster(
     """
     if output_format not in SUFFIXES:
         raise ValueError(f"output format must be one of {sorted(SUFFIXES)}, got {output_format!r}")
+    if _is_chip_store(inputs):
+        if output_format != "parquet":
+            raise ValueError(
+                f"{inputs} is a chip store: its chips have no common grid for a map; use "
+                "--format parquet (one row per chip)"
+            )
+        model_encoder = model if isinstance(model, SatMAEEncoder) else open_encoder(str(model))
+        return [
+            embed_chip_store(
+                inputs, model_encoder, Path(out), str(model), batch_size, overwrite, resume
+            )
+        ]
     if isinstance(model, SatMAEEncoder):
         encoder: SatMAEEncoder | str = model
         name = str(model.provenance.get("source") or model.provenance.get("registry") or "model")
@@ -346,6 +350,87 @@ def _embed_windows(
         extra={"window": [f"{w.col_off},{w.row_off},{w.width},{w.height}" for w in windows]},
         overwrite=overwrite,
     )
+
+
+def _is_chip_store(path: PathLike) -> bool:
+    try:
+        open_spec(path)
+    except (FileNotFoundError, ValueError):
+        return False
+    return True
+
+
+def embed_chip_store(
+    store: PathLike,
+    encoder: SatMAEEncoder,
+    out: Path,
+    model_name: str,
+    batch_size: int = 64,
+    overwrite: bool = False,
+    resume: bool = False,
+) -> Path:
+    """One GeoParquet row per chip of a chip store: pooled vector, footprint, location, dates.
+
+    Raises:
+        FileExistsError: if ``out`` exists and neither ``overwrite`` nor ``resume`` is set.
+        ValueError: if the chips lie in different CRSs (one GeoParquet holds one CRS).
+    """
+    if out.exists() and not overwrite:
+        if resume:
+            return out
+        raise FileExistsError(
+            f"{out} exists; pass --overwrite to replace it or --resume to keep it"
+        )
+    chips = ChipStore(store)
+    vectors: list[np.ndarray[Any, Any]] = []
+    bounds: list[tuple[float, float, float, float]] = []
+    locations: list[str] = []
+    dates: list[str] = []
+    crs: set[str] = set()
+    for start in range(0, len(chips), batch_size):
+        batch = chips.read_batch(range(start, min(start + batch_size, len(chips))))
+        pooled = encoder.embed(batch)
+        assert isinstance(pooled, torch.Tensor)
+        vectors.append(pooled.float().cpu().numpy())
+        if "bounds" not in batch:
+            raise ValueError(f"the chips of {store} have no footprints; rewrite the store")
+        bounds += [(float(b[0]), float(b[1]), float(b[2]), float(b[3])) for b in batch["bounds"]]
+        crs |= {str(c) for c in batch.get("crs", [])}
+        locations += list(batch["location"])
+        dates += [",".join(_iso(int(t)) for t in row) for row in batch["times"]]
+    if len(crs) > 1:
+        raise ValueError(f"the chips of {store} lie in {len(crs)} CRSs {sorted(crs)}; embed each")
+    meta = EmbeddingMeta(
+        model=model_name,
+        weights_hash=weights_hash(encoder),
+        bands=encoder.bands,
+        dates=(),
+        normalization=_normalization_text(encoder),
+        satmae_version=__version__,
+        patch_size=encoder.config.patch_size,
+        pool="mean",
+    )
+    write_geoparquet(
+        out,
+        np.concatenate(vectors),
+        bounds,
+        next(iter(crs)) if crs else None,
+        meta,
+        extra={"location": locations, "dates": dates},
+        overwrite=overwrite,
+    )
+    return out
+
+
+def _iso(seconds: int) -> str:
+    return datetime.fromtimestamp(seconds, UTC).date().isoformat()
+
+
+def _normalization_text(encoder: SatMAEEncoder) -> str:
+    normalization = encoder.normalization
+    if normalization is None:
+        return "none"
+    return f"{normalization.mode}: {normalization.stats.provenance}"
 
 
 PREVIEW_INPUT_LIMIT = 4096

@@ -128,3 +128,29 @@ def test_two_dask_workers_give_the_outputs_of_one_process(tmp_path):
     again, two = tmp_path / "one" / "south.tif", tmp_path / "two" / "south.tif"
     with rasterio.open(again) as first, rasterio.open(two) as second:
         np.testing.assert_array_equal(first.read(), second.read())
+
+
+def test_a_chip_store_gives_one_row_per_chip(tmp_path):
+    from satmae.data.store.chipstore import ChipStore
+    from satmae.data.store.chipwriter import ChipStoreWriter
+
+    bands = ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12")
+    rng = np.random.default_rng(0)
+    with ChipStoreWriter(tmp_path / "chips", "p", bands=bands, frames=2, height=32, width=32) as w:
+        for index in range(5):
+            west = 500_000.0 + 320 * index
+            w.add({
+                "image": rng.integers(200, 4000, (2, 10, 32, 32)).astype(np.float32),
+                "bands": bands, "times": np.array([1_650_000_000, 1_660_000_000]),
+                "valid": np.ones((2, 32, 32), bool), "crs": "EPSG:32633",
+                "bounds": (west, 4_000_000.0, west + 320, 4_000_320.0),
+                "transform": (10.0, 0.0, west, 0.0, -10.0, 4_000_320.0),
+                "location": f"loc{index}",
+            })  # fmt: skip
+    args = ["embed", str(tmp_path / "chips"), "--model", "satmae_tiny", "--random-init", "--quiet"]
+    assert main([*args, "--out", str(tmp_path / "map.tif")]) == 2  # a store has no common grid
+    assert main([*args, "--out", str(tmp_path / "rows.parquet"), "--format", "parquet"]) == 0
+    table = pq.read_table(tmp_path / "rows.parquet")
+    assert table.num_rows == len(ChipStore(tmp_path / "chips")) == 5
+    assert table.column("location").to_pylist() == [f"loc{i}" for i in range(5)]
+    assert wkb_bounds(table.column("geometry")[2].as_py())[0] == pytest.approx(500_640.0)
