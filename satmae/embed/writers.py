@@ -131,12 +131,31 @@ def _remove(path: Path) -> None:
 
 
 class _WindowedWriter:
-    """Shared checks and context-manager behaviour of the raster writers."""
+    """Shared set-up, checks and context-manager behaviour of the raster writers.
 
-    width: int
-    height: int
-    features: int
+    Refuses an existing ``path`` unless ``overwrite``, chooses the block size and prepares the
+    hidden partial output beside ``path`` (removing one a killed run left).
+    """
+
     _closed: bool = False
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        width: int,
+        height: int,
+        features: int,
+        itemsize: int,
+        overwrite: bool,
+        block_size: int | None,
+    ) -> None:
+        self.path = Path(path)
+        _refuse_existing(self.path, overwrite)
+        self.width, self.height, self.features = width, height, features
+        self.block_size = block_size or _auto_block(width, height, features, itemsize)
+        self.partial = _partial(self.path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        _remove(self.partial)
 
     def _check(self, window: Window, values: NDArray[np.floating]) -> None:
         if self._closed:
@@ -225,16 +244,10 @@ class CogWriter(_WindowedWriter):
         overwrite: bool = False,
         block_size: int | None = None,
     ) -> None:
-        self.path = Path(path)
-        _refuse_existing(self.path, overwrite)
-        self.width, self.height, self.features = width, height, features
+        if block_size is not None and block_size % 16:
+            raise ValueError(f"block_size must be a multiple of 16, got {block_size}")
         itemsize = np.dtype(dtype).itemsize
-        self.block_size = block_size or _auto_block(width, height, features, itemsize)
-        if self.block_size % 16:
-            raise ValueError(f"block_size must be a multiple of 16, got {self.block_size}")
-        self.partial = _partial(self.path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        _remove(self.partial)
+        super().__init__(path, width, height, features, itemsize, overwrite, block_size)
         self._dataset = rasterio.open(
             self.partial,
             "w",
@@ -347,20 +360,14 @@ class ZarrWriter(_WindowedWriter):
     ) -> None:
         if quantize not in (None, "int8"):
             raise ValueError(f"quantize must be 'int8' or None, got {quantize!r}")
-        self.path = Path(path)
-        _refuse_existing(self.path, overwrite)
-        self.width, self.height, self.features = width, height, features
+        self.dtype = np.dtype(dtype)
+        super().__init__(path, width, height, features, self.dtype.itemsize, overwrite, block_size)
         self.crs = CRS.from_user_input(crs) if crs is not None else None
         self.transform = transform
         self.meta = meta
-        self.dtype = np.dtype(dtype)
         self.nodata = nodata
         self.quantize = quantize
-        self.block_size = block_size or _auto_block(width, height, features, self.dtype.itemsize)
-        self.partial = _partial(self.path)
         self.staging = self.partial.with_name(self.partial.name + ".float") if quantize else None
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        _remove(self.partial)
         if self.staging is not None:
             _remove(self.staging)
             self._create(self.staging, encoding={})
