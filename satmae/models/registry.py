@@ -8,7 +8,9 @@ timm backbone) work once ``satmae.models`` has been imported.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 from satmae.bands import SATMAE_BANDS, SATMAE_GROUPS
@@ -150,42 +152,35 @@ def create_encoder(
     return FeatureMaps(encoder, out_indices, norm) if features_only else encoder
 
 
+def _timm_factory(entry: str, build: Callable[..., Any], loader: str) -> Callable[..., Any]:
+    """A timm entry point named ``entry`` that builds with ``build`` and has no weights."""
+
+    def factory(pretrained: bool = False, **kwargs: Any) -> Any:
+        if pretrained:
+            raise ValueError(
+                f"{entry} has no downloadable weights; load a bundle or checkpoint with "
+                f"satmae.{loader}(path)"
+            )
+        for key in TIMM_KEYS:
+            kwargs.pop(key, None)
+        return build(**kwargs)
+
+    factory.__name__ = factory.__qualname__ = entry
+    factory.__module__ = __name__
+    return factory
+
+
 def _register_with_timm() -> None:
-    """Expose every entry through ``timm.create_model``."""
+    """Expose every entry through ``timm.create_model``: the MAE and ``<name>_encoder``."""
     from timm.models import register_model
 
     registry = sys.modules[__name__]
-
     for name in MODEL_CONFIGS:
-
-        def factory(
-            pretrained: bool = False, _name: str = name, **kwargs: Any
-        ) -> MaskedAutoencoder:
-            if pretrained:
-                raise ValueError(
-                    f"{_name} has no downloadable weights; load a bundle or official checkpoint "
-                    "with satmae.load_mae(path)"
-                )
-            for key in TIMM_KEYS:
-                kwargs.pop(key, None)
-            return create_model(_name, **kwargs)
-
-        def encoder_factory(
-            pretrained: bool = False, _name: str = name, **kwargs: Any
-        ) -> SatMAEEncoder | FeatureMaps:
-            if pretrained:
-                raise ValueError(
-                    f"{_name}_encoder has no downloadable weights; load a bundle or checkpoint "
-                    "with satmae.load_encoder(path)"
-                )
-            for key in TIMM_KEYS:
-                kwargs.pop(key, None)
-            return create_encoder(_name, **kwargs)
-
-        for function, entry in ((factory, name), (encoder_factory, f"{name}_encoder")):
-            function.__name__ = entry
-            function.__qualname__ = entry
-            function.__module__ = registry.__name__
+        for entry, build, loader in (
+            (name, partial(create_model, name), "load_mae"),
+            (f"{name}_encoder", partial(create_encoder, name), "load_encoder"),
+        ):
+            function = _timm_factory(entry, build, loader)
             setattr(registry, entry, function)
             register_model(function)
 
