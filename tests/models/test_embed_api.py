@@ -13,12 +13,6 @@ pytest.importorskip("rioxarray")
 
 
 @pytest.fixture
-def encoder():
-    torch.manual_seed(0)
-    return create_model("satmae_tiny").encoder.eval()
-
-
-@pytest.fixture
 def series():
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(3, 2, 10, 16, 24, generator=gen)  # (B, T, C, H, W)

@@ -9,12 +9,6 @@ from satmae.models import create_model
 
 
 @pytest.fixture
-def encoder():
-    torch.manual_seed(0)
-    return create_model("satmae_tiny").encoder.eval()
-
-
-@pytest.fixture
 def series():
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(2, 3, 10, 16, 24, generator=gen)  # (B, T, C, H, W), non-square
