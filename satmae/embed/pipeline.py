@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from satmae.data.readers.protocol import Reader
 from satmae.models.encoder import SatMAEEncoder
+from satmae.models.tokenizer import patchify
 
 
 class MapWriter(Protocol):
@@ -224,12 +225,12 @@ def _encode(
         with torch.no_grad():
             features = encoder(batch)
         dense = features.dense("mean").float().cpu().numpy()  # (B, D, h, w)
-        for sample, values in zip(chunk, dense, strict=True):
-            valid = sample.get("valid")
-            if valid is not None:
-                fraction = _patch_fraction(torch.as_tensor(valid).numpy(), patch)
-                values = np.where(fraction[None] >= min_valid, values, np.nan)
-            maps.append(values.astype(np.float32))
+        if batch.get("valid") is not None:
+            # Valid fraction of each patch over all dates, as the model's loss measures it.
+            fraction = patchify(batch["valid"][:, :, None].float(), patch).mean(dim=(1, 2, 4))
+            usable = (fraction >= min_valid).reshape(dense.shape[0], 1, *dense.shape[2:])
+            dense = np.where(usable.numpy(), dense, np.nan)
+        maps += list(dense.astype(np.float32))
     return maps
 
 
@@ -245,12 +246,3 @@ def _stack(windows: list[dict[str, Any]]) -> dict[str, Any]:
 def _model_sample(sample: dict[str, Any]) -> dict[str, Any]:
     """The keys the model reads (readers add geo fields that need not be collated)."""
     return {key: sample[key] for key in ("image", "times", "bands", "valid") if key in sample}
-
-
-def _patch_fraction(valid: NDArray[np.bool_], patch: int) -> NDArray[np.float32]:
-    """Fraction of valid pixels of each patch over all dates: ``(T, H, W)`` -> ``(h, w)``."""
-    frames, height, width = valid.shape
-    rows, cols = height // patch, width // patch
-    cut = valid[:, : rows * patch, : cols * patch].reshape(frames, rows, patch, cols, patch)
-    fraction: NDArray[np.float32] = cut.mean(axis=(0, 2, 4)).astype(np.float32)
-    return fraction

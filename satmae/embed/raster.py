@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal
@@ -29,7 +28,7 @@ from satmae.data.parallel import run_tasks
 from satmae.data.readers.locations import SceneLocation, find_locations
 from satmae.data.readers.protocol import Reader
 from satmae.data.readers.series import SeriesReader
-from satmae.data.sample import collate_samples
+from satmae.data.sample import collate_samples, from_epoch_seconds
 from satmae.data.store.chipstore import ChipStore, open_spec
 from satmae.embed.pipeline import MapWriter, Tiling, _model_sample, embed_reader
 from satmae.embed.preview import write_preview
@@ -423,7 +422,7 @@ def embed_chip_store(
 
 
 def _iso(seconds: int) -> str:
-    return datetime.fromtimestamp(seconds, UTC).date().isoformat()
+    return from_epoch_seconds(seconds).date().isoformat()
 
 
 def _normalization_text(encoder: SatMAEEncoder) -> str:
