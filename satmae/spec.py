@@ -176,11 +176,29 @@ def read_checkpoint(path: str | Path) -> Any:
     """``torch.load`` with ``weights_only=True``, allowing ``argparse.Namespace`` (official args).
 
     Nothing else is unpickled, so an untrusted file cannot run code.
+
+    Raises:
+        ValueError: if the file is no checkpoint, is truncated, or holds objects other than
+            tensors and plain containers (which are refused rather than unpickled).
     """
+    import pickle
+
     import torch
 
-    with torch.serialization.safe_globals([argparse.Namespace]):
-        return torch.load(Path(path), map_location="cpu", weights_only=True)
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            return torch.load(Path(path), map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as error:
+        reason = (
+            "no torch checkpoint, or objects other than tensors in it"
+            if isinstance(error, pickle.UnpicklingError)
+            else (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+        )
+        raise ValueError(
+            f"{path} is not a readable checkpoint ({reason}); give a bundle folder, a "
+            ".safetensors bundle, a .ckpt of satmae pretrain or an official SatMAE .pth. "
+            "Files holding arbitrary Python objects are refused, never unpickled"
+        ) from None
 
 
 def read_document(path: str | Path) -> dict[str, Any]:

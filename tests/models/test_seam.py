@@ -256,3 +256,11 @@ def test_load_stats_reads_a_model_files_statistics(tmp_path):
     save_bundle(create_model("satmae_tiny", normalization=None), tmp_path / "bare")
     with pytest.raises(ValueError, match="without normalisation statistics"):
         load_stats(tmp_path / "bare")
+
+
+def test_a_file_that_is_no_checkpoint_is_a_clear_error(tmp_path):
+    (tmp_path / "notes.pth").write_text("not a checkpoint")
+    with pytest.raises(ValueError, match=r"notes\.pth is not a readable checkpoint"):
+        load_spec(tmp_path / "notes.pth")
+    with pytest.raises(ValueError, match="never unpickled"):
+        load_encoder(tmp_path / "notes.pth")
