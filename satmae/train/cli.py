@@ -74,9 +74,10 @@ def default_loggers(root: str) -> list[dict[str, Any]]:
     taken = [int(p.name.split("_")[1]) for p in logs.glob("version_*") if p.name[8:].isdigit()]
     version = max(taken, default=-1) + 1
     init = {"save_dir": root, "name": "lightning_logs", "version": version}
+    # CSV first: it warns about a version folder that exists, and TensorBoard's does not.
     return [
-        {"class_path": "lightning.pytorch.loggers.TensorBoardLogger", "init_args": init},
         {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": init},
+        {"class_path": "lightning.pytorch.loggers.TensorBoardLogger", "init_args": init},
     ]
 
 
