@@ -1,0 +1,1 @@
+"""OSCD change detection: city splits, baselines, a Siamese encoder with a light decoder."""
