@@ -44,11 +44,20 @@ def open_encoder(
 ) -> SatMAEEncoder:
     """A bundle, ``.ckpt`` or official ``.pth``; or a registry name with ``random_init``.
 
+    With ``random_init`` a model file gives the same architecture and normalisation with fresh
+    random weights (a baseline that shares everything but what pretraining learned).
+
     Raises:
         ValueError: for a registry name without ``random_init`` (it has no weights).
     """
     if Path(model).exists():
-        return load_encoder(model, device)
+        loaded = load_encoder(model, device)
+        if not random_init:
+            return loaded
+        encoder = SatMAEEncoder(loaded.config).to(device).eval()
+        encoder.normalization = loaded.normalization
+        encoder.provenance = {**loaded.provenance, "source": model, "weights": "random init"}
+        return encoder
     if not random_init:
         raise ValueError(
             f"{model!r} is not a model file; give a bundle, .ckpt or .pth, or a registry name "

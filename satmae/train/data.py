@@ -70,6 +70,8 @@ class PretrainData(L.LightningDataModule):
             device, one draw per sample shared by all its frames and bands
             (:class:`~satmae.data.augment.SeriesAugment`), seeded by the seed, the step and the
             rank, so that a resumed run augments as an uninterrupted one.
+        exclude: locations never read, neither for training nor for validation (e.g. the
+            cities an evaluation holds out: ``[bordeaux, hongkong, rennes]`` for OSCD).
     """
 
     def __init__(
@@ -85,6 +87,7 @@ class PretrainData(L.LightningDataModule):
         windows_per_scene: int = 64,
         min_valid: float = 0.5,
         augment: bool = True,
+        exclude: list[str] | None = None,
     ) -> None:
         super().__init__()
         if batch_size < 1:
@@ -100,6 +103,7 @@ class PretrainData(L.LightningDataModule):
         self.size, self.frames = size, frames
         self.windows_per_scene, self.min_valid = windows_per_scene, min_valid
         self.augment = SeriesAugment() if augment else None
+        self.exclude = sorted(exclude or [])
         self.train_set: Dataset[Any] | None = None
         self.val_set: Dataset[Any] | None = None
         self.epoch = 0
@@ -122,7 +126,11 @@ class PretrainData(L.LightningDataModule):
             store = ChipStore(self.path, self.storage_options)
             if len(store) == 0:
                 raise ValueError(f"the chip store {self.path} holds no chips")
-            train, val = split_by_location(store.locations(), self.val_fraction, self.seed)
+            locations = store.locations()
+            self._check_excluded(locations)
+            train, val = split_by_location(locations, self.val_fraction, self.seed)
+            train = [i for i in train if locations[i] not in self.exclude]
+            val = [i for i in val if locations[i] not in self.exclude]
             dataset = ChipDataset(store)
             self.train_set, self.val_set = Subset(dataset, train), Subset(dataset, val)
         else:
@@ -134,7 +142,8 @@ class PretrainData(L.LightningDataModule):
                 min_valid=self.min_valid,
                 seed=self.seed,
             )
-            names = scenes.locations
+            self._check_excluded(scenes.locations)
+            names = [name for name in scenes.locations if name not in self.exclude]
             train, val = split_by_location(names, self.val_fraction, self.seed)
             self.train_set = scenes.subset([names[i] for i in train])
             self.val_set = scenes.subset([names[i] for i in val])
@@ -143,6 +152,16 @@ class PretrainData(L.LightningDataModule):
             raise ValueError(
                 f"{self.path} gives {count} training samples, fewer than "
                 f"data.batch_size={self.batch_size}; lower the batch size"
+            )
+
+    def _check_excluded(self, locations: list[str]) -> None:
+        """Refuse excluded names that are not locations of the data (a typo would exclude
+        nothing and silently pretrain on held-out data)."""
+        if unknown := sorted(set(self.exclude) - set(locations)):
+            known = sorted(set(locations))
+            raise ValueError(
+                f"data.exclude names {unknown}, which are not locations of {self.path}; "
+                f"its locations are {known[:20]}"
             )
 
     def train_dataloader(self) -> DataLoader[Any]:
