@@ -26,6 +26,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "satmae.cli.export",
     "satmae.cli.prep",
     "satmae.cli.embed",
+    "satmae.cli.evaluate",
 )
 """Subcommand modules, in the order ``satmae --help`` lists them."""
 
