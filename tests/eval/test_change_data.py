@@ -86,7 +86,7 @@ def test_listed_cities_that_are_absent_or_unlabelled_are_skipped(
     assert split.train_cities == ["aguas", "bercy", "nantes"]
     assert split.test_cities == ["paris"]
     assert len(split.skipped) == 2
-    assert any("ghost" in line and "not found" in line for line in split.skipped)
+    assert any("ghost" in line and "absent" in line for line in split.skipped)
     assert split.note == ""
 
 

@@ -250,7 +250,7 @@ def open_oscd(
         kept = []
         for city in cities:
             if not (images / city / "dates.txt").is_file():
-                skipped.append(f"{city} ({split}): listed but not found under {images}")
+                skipped.append(f"{city} ({split}): listed but absent from the Images folder")
             elif (found := _mask_files(root, city)) is None:
                 skipped.append(f"{city} ({split}): no change mask (cm/cm.png or cm/{city}-cm.tif)")
             else:
