@@ -189,7 +189,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         default="siamese",
         help="siamese: each date alone; temporal: both dates as one series with their times",
     )
-    change.add_argument("--blocks", default="-3,-1", help="encoder blocks to fuse, e.g. -3,-1")
+    change.add_argument(
+        "--blocks", help="encoder blocks to fuse, e.g. -3,-1 (default: the middle and last)"
+    )
     change.add_argument("--steps", type=int, default=300, help="training steps of the decoder")
     change.add_argument("--lr", type=float, help="peak learning rate of the decoder")
     change.add_argument("--stride", type=int, help="sliding-window step at test (default: half)")

@@ -20,11 +20,11 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from satmae.eval.change.baselines import change_vector_analysis, pixel_logistic_regression
+from satmae.eval.change.baselines import run_baselines
 from satmae.eval.change.data import OSCDSplit, open_oscd, oscd_checksum
 from satmae.eval.change.figures import change_overlay
 from satmae.eval.change.inference import predict_scene, valid_pixels
-from satmae.eval.change.metrics import best_threshold, change_counts, change_scores
+from satmae.eval.change.metrics import best_threshold, change_scores, scores_at_threshold
 from satmae.eval.change.model import ChangeConfig, ChangeNet, check_change_config
 from satmae.eval.change.train import FitConfig, fit_change
 from satmae.eval.metrics import summarize
@@ -92,16 +92,14 @@ def _scores(
     maps: Mapping[str, torch.Tensor], cities: Sequence[Mapping[str, Any]], threshold: float
 ) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
     """Pooled scores over ``cities`` and each city's own scores at ``threshold``."""
-    pooled = torch.zeros(4, dtype=torch.int64)
-    per_city = {}
-    for city in cities:
-        name = str(city["location"])
-        counts = change_counts(
-            maps[name] >= threshold, torch.as_tensor(city["mask"])[0], valid_pixels(city)
-        )
-        pooled += torch.tensor(counts)
-        per_city[name] = change_scores(tuple(int(c) for c in counts))
-    return change_scores(tuple(int(c) for c in pooled)), per_city
+    names = [str(city["location"]) for city in cities]
+    pooled, counts = scores_at_threshold(
+        [maps[name] for name in names],
+        [torch.as_tensor(city["mask"])[0] for city in cities],
+        [valid_pixels(city) for city in cities],
+        threshold,
+    )
+    return pooled, {name: change_scores(count) for name, count in zip(names, counts, strict=True)}
 
 
 def evaluate_change(
@@ -146,10 +144,7 @@ def evaluate_change(
     read_s = time.perf_counter() - started
 
     started = time.perf_counter()
-    baselines = {
-        "change-vector analysis": change_vector_analysis(split.train, split.test),
-        "pixel logistic regression": pixel_logistic_regression(split.train, split.test, seed=0),
-    }
+    baselines = run_baselines(split.train, split.test, seed=0)
     baseline_s = time.perf_counter() - started
 
     values: dict[str, list[float]] = {}
@@ -184,7 +179,11 @@ def evaluate_change(
             first_maps = maps
     metrics = {name: summarize(v) for name, v in values.items()}
     baseline_entries = {
-        name: {"metrics": {k: summarize([v]) for k, v in b["metrics"].items()}, **_config(b)}
+        name: {
+            "metrics": {k: summarize([v]) for k, v in b["metrics"].items()},
+            "config": dict(b.get("config", {})),
+            "per_city": b.get("per_city", {}),
+        }
         for name, b in baselines.items()
     }
     figures = {}
@@ -249,10 +248,6 @@ def evaluate_change(
             "per_city": per_city_runs,
         },
     }
-
-
-def _config(baseline: Mapping[str, Any]) -> dict[str, Any]:
-    return {"config": dict(baseline.get("config", {}))}
 
 
 def verdict(metrics: Mapping[str, Any], baselines: Mapping[str, Any]) -> str:

@@ -39,21 +39,28 @@ class ChangeConfig:
 
     Attributes:
         mode: ``"siamese"`` (each date alone) or ``"temporal"`` (both dates as one series).
-        blocks: encoder blocks whose outputs are fused (negative counts from the end).
+        blocks: encoder blocks whose outputs are fused (negative counts from the end);
+            ``None`` takes the middle block and the last one.
         width: channels of the decoder.
         pixel_width: channels of the full-resolution pixel branch (0 turns it off).
         finetune: train the encoder too (else it is frozen and runs without gradients).
     """
 
     mode: ChangeMode = "siamese"
-    blocks: tuple[int, ...] = (-3, -1)
+    blocks: tuple[int, ...] | None = None
     width: int = 64
     pixel_width: int = 16
     finetune: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly fields."""
-        return {**asdict(self), "blocks": list(self.blocks)}
+        blocks = None if self.blocks is None else list(self.blocks)
+        return {**asdict(self), "blocks": blocks}
+
+    def resolved_blocks(self, depth: int) -> tuple[int, ...]:
+        """Block indices in ``[0, depth)``, ascending, without repeats."""
+        blocks = (depth // 2 - 1, depth - 1) if self.blocks is None else self.blocks
+        return tuple(sorted({block % depth for block in blocks}))
 
 
 def _conv(inputs: int, outputs: int, kernel: int = 3) -> nn.Sequential:
@@ -95,14 +102,17 @@ class ChangeNet(nn.Module):
         config = config or ChangeConfig()
         check_change_config(encoder, config)
         depth = len(encoder.blocks)
-        self.config = replace(config, blocks=tuple(sorted({b % depth for b in config.blocks})))
+        self.config = replace(config, blocks=config.resolved_blocks(depth))
         self.encoder = encoder
         encoder.requires_grad_(config.finetune)
         groups = len(encoder.config.band_groups)
         dim = encoder.config.embed_dim
         width = config.width
         self.fuse = nn.ModuleDict(
-            {str(block): _conv(3 * groups * dim, width, kernel=1) for block in self.config.blocks}
+            {
+                str(block): _conv(3 * groups * dim, width, kernel=1)
+                for block in self.config.resolved_blocks(depth)
+            }
         )
         self.patch = encoder.config.patch_size
         stages = max(1, math.ceil(math.log2(self.patch)))
@@ -128,7 +138,7 @@ class ChangeNet(nn.Module):
     def date_features(self, inputs: ModelInputs) -> DateFeatures:
         """Per-block ``(B, G·D, h, w)`` maps of each date (see the module docstring)."""
         batch = inputs.image.shape[0]
-        blocks = self.config.blocks
+        blocks = self.config.resolved_blocks(len(self.encoder.blocks))
         with torch.set_grad_enabled(self.config.finetune and torch.is_grad_enabled()):
             if self.config.mode == "temporal":
                 encoded = self.encoder.encode(inputs, blocks)
@@ -158,7 +168,7 @@ class ChangeNet(nn.Module):
         height, width = image.shape[-2:]
         features = self.date_features(inputs)
         coarse: Tensor | None = None
-        for block in self.config.blocks:
+        for block in self.config.resolved_blocks(len(self.encoder.blocks)):
             first, second = features.first[block], features.second[block]
             fused = self.fuse[str(block)](torch.cat([(second - first).abs(), first, second], 1))
             coarse = fused if coarse is None else coarse + fused
@@ -210,6 +220,8 @@ def check_change_config(encoder: SatMAEEncoder, config: ChangeConfig) -> None:
                 "mode needs two; use --change-mode siamese"
             )
     depth = len(encoder.blocks)
+    if config.blocks is None:
+        return
     if bad := [b for b in config.blocks if not -depth <= b < depth]:
         raise ValueError(f"blocks {bad} are outside the encoder's {depth} blocks")
     if not config.blocks:
@@ -242,8 +254,10 @@ def change_loss(logits: Tensor, target: Tensor, valid: Tensor, pos_weight: float
     return bce + dice
 
 
-def date_blocks(values: Sequence[int] | str) -> tuple[int, ...]:
-    """Blocks from ``"-3,-1"`` or a sequence of ints."""
+def date_blocks(values: Sequence[int] | str | None) -> tuple[int, ...] | None:
+    """Blocks from ``"-3,-1"`` or a sequence of ints; ``None`` stays ``None`` (the default)."""
+    if values is None:
+        return None
     if isinstance(values, str):
         return tuple(int(v) for v in values.split(",") if v.strip())
     return tuple(int(v) for v in values)
