@@ -53,7 +53,12 @@ def model_info(source: str, encoder: Any, random_init: bool) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate, write the report, print its verdict; or compare reports."""
-    from satmae.eval.report import compare_reports, write_report
+    from satmae.eval.report import (
+        compare_reports,
+        package_versions,
+        satmae_info_dict,
+        write_report,
+    )
 
     if args.compare:
         print(compare_reports([Path(p) for p in args.compare]))
@@ -85,9 +90,16 @@ def run(args: argparse.Namespace) -> int:
             date=args.date,
             cache_dir=args.cache_dir,
             batch_size=args.batch_size,
+            finetune_options={
+                key: value
+                for key, value in (("epochs", args.epochs), ("lr", args.lr))
+                if value is not None
+            },
             progress=progress,
             model_info=info,
         )
+    result["versions"] = package_versions()
+    result["machine"] = {**result.get("machine", {}), **satmae_info_dict()}
     path = write_report(result, out, overwrite=args.overwrite)
     print(result["verdict"])
     print(f"wrote {path} and {path.with_suffix('.md')}")
@@ -182,6 +194,10 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     parser.add_argument("--batch-size", type=int, default=16, help="samples or windows per step")
     parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
+    parser.add_argument("--epochs", type=int, help="epochs of --protocol finetune (default 10)")
+    parser.add_argument(
+        "--lr", type=float, help="peak learning rate of fine-tuning or of the change decoder"
+    )
     change = parser.add_argument_group("change detection (oscd)")
     change.add_argument(
         "--change-mode",
@@ -193,13 +209,10 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--blocks", help="encoder blocks to fuse, e.g. -3,-1 (default: the middle and last)"
     )
     change.add_argument("--steps", type=int, default=300, help="training steps of the decoder")
-    change.add_argument("--lr", type=float, help="peak learning rate of the decoder")
     change.add_argument("--stride", type=int, help="sliding-window step at test (default: half)")
     change.add_argument("--train-cities", nargs="+", help="default: the root's train.txt")
     change.add_argument("--test-cities", nargs="+", help="default: the root's test.txt")
-    change.add_argument(
-        "--val-cities", nargs="+", help="training cities that choose the threshold"
-    )
+    change.add_argument("--val-cities", nargs="+", help="training cities that choose the threshold")
     parser.add_argument(
         "--compare", nargs="+", metavar="REPORT", help="print these report.json side by side"
     )

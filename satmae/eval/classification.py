@@ -9,7 +9,6 @@ there is no network to fine-tune). The result follows the schema of
 
 from __future__ import annotations
 
-import importlib.metadata
 import platform
 import time
 from collections.abc import Sequence
@@ -31,6 +30,7 @@ from satmae.eval.features import FeatureSet, extract_features, raw_band_features
 from satmae.eval.finetune import finetune
 from satmae.eval.metrics import classification_metrics, multilabel_metrics, summarize
 from satmae.eval.probes import knn_probe, linear_probe, select_weight_decay
+from satmae.eval.report import package_versions
 from satmae.models.encoder import SatMAEEncoder
 
 PROTOCOLS: tuple[str, ...] = ("knn", "linear", "finetune")
@@ -72,22 +72,6 @@ def check_model_fits(encoder: SatMAEEncoder, info: BenchmarkInfo, date: str | No
             f"model {name} is temporal and {info.title} has no dates; pass --date YYYY-MM-DD "
             "to give every image a nominal date"
         )
-
-
-def _versions() -> dict[str, str]:
-    def version(name: str) -> str:
-        try:
-            return importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            return "not installed"
-
-    return {
-        "satmae": version("satmae"),
-        "torch": torch.__version__,
-        "torchgeo": version("torchgeo"),
-        "timm": version("timm"),
-        "python": platform.python_version(),
-    }
 
 
 def _machine(encoder: SatMAEEncoder) -> dict[str, Any]:
@@ -335,7 +319,7 @@ def evaluate_classification(
             "recall": seed0["recall"],
         },
         "runtime_s": {**runtime, "total": time.perf_counter() - started},
-        "versions": _versions(),
+        "versions": package_versions(),
         "machine": _machine(encoder),
         "extra": {},
     }

@@ -50,6 +50,27 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
+def package_versions() -> dict[str, str]:
+    """Versions of the packages an evaluation's numbers depend on."""
+    import importlib.metadata
+
+    import torch
+
+    def version(name: str) -> str:
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            return "not installed"
+
+    return {
+        "satmae": version("satmae"),
+        "torch": torch.__version__,
+        "torchgeo": version("torchgeo"),
+        "timm": version("timm"),
+        "python": platform.python_version(),
+    }
+
+
 def satmae_info_dict() -> dict[str, Any]:
     """Machine facts of ``satmae info`` as a flat dict for a result's ``machine`` entry.
 

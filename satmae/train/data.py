@@ -155,8 +155,10 @@ class PretrainData(L.LightningDataModule):
             )
 
     def _check_excluded(self, locations: list[str]) -> None:
-        """Refuse excluded names that are not locations of the data (a typo would exclude
-        nothing and silently pretrain on held-out data)."""
+        """Refuse excluded names that are not locations of the data.
+
+        A typo would otherwise exclude nothing and silently pretrain on held-out data.
+        """
         if unknown := sorted(set(self.exclude) - set(locations)):
             known = sorted(set(locations))
             raise ValueError(

@@ -262,8 +262,7 @@ def verdict(metrics: Mapping[str, Any], baselines: Mapping[str, Any]) -> str:
             f"({best_name}, the best baseline)"
         )
     return (
-        f"the encoder does NOT beat the baselines: change F1 {ours:.3f} vs {best:.3f} "
-        f"({best_name})"
+        f"the encoder does NOT beat the baselines: change F1 {ours:.3f} vs {best:.3f} ({best_name})"
     )
 
 

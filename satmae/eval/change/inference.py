@@ -78,7 +78,7 @@ def predict_scene(
     times = inputs.times
     for start in range(0, len(boxes), batch_size):
         chunk = boxes[start : start + batch_size]
-        crops = torch.stack([image[..., t : t + size, l : l + size] for t, l in chunk])
+        crops = torch.stack([image[..., t : t + size, c : c + size] for t, c in chunk])
         chunk_times = None if times is None else times.expand(len(chunk), -1)
         window_inputs = type(inputs)(crops, chunk_times, inputs.bands)
         prob = torch.sigmoid(net(window_inputs)).squeeze(1).float().cpu()  # (b, size, size)

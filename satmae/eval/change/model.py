@@ -152,7 +152,9 @@ class ChangeNet(nn.Module):
                 )
                 encoded = self.encoder.encode(single, blocks)
                 maps = {
-                    b: encoded.intermediates[b].unflatten(0, (batch, 2)).squeeze(2)
+                    b: encoded.intermediates[b].reshape(
+                        batch, 2, *encoded.intermediates[b].shape[2:]
+                    )
                     for b in blocks
                 }
         out = DateFeatures()
@@ -195,7 +197,7 @@ def _with_pixels(x: Tensor, pixel: Tensor | None) -> Tensor:
     """``x`` with the pixel branch pooled to its size appended on channels."""
     if pixel is None:
         return x
-    return torch.cat([x, F.adaptive_avg_pool2d(pixel, x.shape[-2:])], dim=1)
+    return torch.cat([x, F.adaptive_avg_pool2d(pixel, (x.shape[-2], x.shape[-1]))], dim=1)
 
 
 def check_change_config(encoder: SatMAEEncoder, config: ChangeConfig) -> None:
@@ -245,9 +247,13 @@ def change_loss(logits: Tensor, target: Tensor, valid: Tensor, pos_weight: float
     """
     weight = valid.float()
     target = target.float()
-    bce = F.binary_cross_entropy_with_logits(
-        logits, target, weight=weight, pos_weight=torch.tensor(pos_weight, device=logits.device)
-    ) * weight.numel() / weight.sum().clamp_min(1)
+    bce = (
+        F.binary_cross_entropy_with_logits(
+            logits, target, weight=weight, pos_weight=torch.tensor(pos_weight, device=logits.device)
+        )
+        * weight.numel()
+        / weight.sum().clamp_min(1)
+    )
     prob = torch.sigmoid(logits) * weight
     overlap = (prob * target).sum()
     dice = 1 - (2 * overlap + 1) / (prob.sum() + (target * weight).sum() + 1)

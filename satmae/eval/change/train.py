@@ -103,8 +103,12 @@ def draw_windows(
     generator: torch.Generator,
     change_fraction: float = 0.5,
 ) -> tuple[Tensor, Tensor | None, Tensor, Tensor]:
-    """Random augmented windows: image ``(N, 2, C, s, s)``, times ``(N, 2)``, mask and valid
-    ``(N, 1, s, s)``. Cities are drawn in proportion to their area."""
+    """Random augmented windows of the cities, drawn in proportion to their area.
+
+    Returns:
+        image ``(N, 2, C, s, s)``, times ``(N, 2)`` (or ``None``), mask and valid
+        ``(N, 1, s, s)``.
+    """
     areas = torch.tensor([float(c.mask.numel()) for c in cities])
     picks = torch.multinomial(areas, count, replacement=True, generator=generator)
     images, times, masks, valids = [], [], [], []
@@ -214,7 +218,7 @@ def fit_change(
         logits = net(ModelInputs(image, times, prepared[0].bands))
         loss = change_loss(logits, mask, valid, pos_weight)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]
         optimizer.step()
         losses.append(float(loss.detach()))
         bar.set_postfix(loss=f"{losses[-1]:.3f}")
