@@ -345,3 +345,19 @@ def test_runs_log_to_tensorboard_and_csv_in_one_folder(store, tmp_path):
     assert (version / "metrics.csv").is_file()
     assert list(version.glob("events.out.tfevents.*"))
     assert "train/lr" in (version / "metrics.csv").read_text().splitlines()[0]
+
+
+def test_excluded_locations_are_never_read_and_typos_are_refused(tmp_path):
+    from satmae.train.data import PretrainData
+    from tests.eval.fake_oscd import write_fake_oscd
+
+    root = write_fake_oscd(tmp_path / "oscd", cities=("aguas", "bercy", "nantes", "paris"))
+    data = PretrainData(
+        str(root), batch_size=2, size=32, windows_per_scene=2, val_fraction=0.3, exclude=["paris"]
+    )
+    data.setup()
+    seen = set(data.train_set.locations) | set(data.val_set.locations)
+    assert seen == {"aguas", "bercy", "nantes"}
+    typo = PretrainData(str(root), batch_size=2, size=32, exclude=["pariss"])
+    with pytest.raises(ValueError, match=r"data.exclude names \['pariss'\]"):
+        typo.setup()
