@@ -8,7 +8,13 @@ from typing import Any
 
 from satmae.cli import CommandError
 
-BENCHMARK_NAMES: tuple[str, ...] = ("eurosat", "eurosat-spatial", "bigearthnet", "oscd")
+BENCHMARK_NAMES: tuple[str, ...] = (
+    "eurosat",
+    "eurosat-spatial",
+    "bigearthnet",
+    "bigearthnet-v2",
+    "oscd",
+)
 CLASSIFICATION_PROTOCOLS: tuple[str, ...] = ("knn", "linear", "finetune")
 CHANGE_PROTOCOLS: tuple[str, ...] = ("frozen", "finetune")
 
@@ -88,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
             seeds=tuple(args.seeds),
             download=args.download,
             date=args.date,
-            cache_dir=args.cache_dir,
+            cache_dir=args.cache_dir or out / "features",
             batch_size=args.batch_size,
             finetune_options={
                 key: value
@@ -208,7 +214,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     change.add_argument(
         "--blocks", help="encoder blocks to fuse, e.g. -3,-1 (default: the middle and last)"
     )
-    change.add_argument("--steps", type=int, default=300, help="training steps of the decoder")
+    change.add_argument("--steps", type=int, default=600, help="training steps of the decoder")
     change.add_argument("--stride", type=int, help="sliding-window step at test (default: half)")
     change.add_argument("--train-cities", nargs="+", help="default: the root's train.txt")
     change.add_argument("--test-cities", nargs="+", help="default: the root's test.txt")

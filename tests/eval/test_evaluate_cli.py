@@ -224,3 +224,19 @@ def test_user_errors_are_one_line_with_the_fix(eurosat, oscd, tmp_path, capsys):
     assert "invalid choice: 'imagenet'" in capsys.readouterr().err
     assert main(["evaluate", "--benchmark", "eurosat"]) == 2
     assert "--model" in capsys.readouterr().err
+
+
+def test_oscd_runs_on_the_real_cities(real_data, tmp_path):
+    out = tmp_path / "real"
+    args = ["evaluate", "--benchmark", "oscd", "--data-root", str(real_data / "oscd"),
+            "--out", str(out), "--train-cities", "bercy", "paris", "nantes", "--val-cities",
+            "nantes", "--test-cities", "rennes", "--steps", "2", "--batch-size", "16",
+            "--stride", "32", *TINY]  # fmt: skip
+    assert main(args) == 0
+    result = _report(out)
+    assert result["data"]["splits"] == {"train": ["bercy", "paris"], "val": ["nantes"],
+                                        "test": ["rennes"]}  # fmt: skip
+    assert 0.0 <= result["metrics"]["change_f1"]["mean"] <= 1.0
+    # Change-vector analysis finds some of rennes' real change with a training-city threshold.
+    assert result["baselines"]["cva_zscore"]["metrics"]["change_f1"]["mean"] > 0.05
+    assert (out / result["figures"]["change_rennes"]).is_file()

@@ -150,6 +150,7 @@ def evaluate_change(
     values: dict[str, list[float]] = {}
     per_city_runs: list[dict[str, dict[str, float]]] = []
     thresholds: list[float] = []
+    val_f1: list[float] = []
     fit_s = predict_s = 0.0
     first_maps: dict[str, torch.Tensor] = {}
     for seed in tqdm(options.seeds, desc="seeds", disable=not progress or len(options.seeds) < 2):
@@ -160,11 +161,10 @@ def evaluate_change(
         fit_s += time.perf_counter() - tick
         tick = time.perf_counter()
         val_maps = [predict_scene(net, city, stride=options.stride) for city in val_cities]
-        threshold = best_threshold(
-            val_maps,
-            [torch.as_tensor(c["mask"])[0] for c in val_cities],
-            [valid_pixels(c) for c in val_cities],
-        )
+        val_refs = [torch.as_tensor(c["mask"])[0] for c in val_cities]
+        val_valid = [valid_pixels(c) for c in val_cities]
+        threshold = best_threshold(val_maps, val_refs, val_valid)
+        val_f1.append(scores_at_threshold(val_maps, val_refs, val_valid, threshold)[0]["change_f1"])
         maps = {
             str(city["location"]): predict_scene(net, city, stride=options.stride)
             for city in split.test
@@ -245,6 +245,7 @@ def evaluate_change(
         "figures": figures,
         "extra": {
             "thresholds": thresholds,
+            "val_change_f1": val_f1,
             "per_city": per_city_runs,
         },
     }

@@ -49,7 +49,7 @@ class ChangeConfig:
     mode: ChangeMode = "siamese"
     blocks: tuple[int, ...] | None = None
     width: int = 64
-    pixel_width: int = 16
+    pixel_width: int = 32
     finetune: bool = False
 
     def to_dict(self) -> dict[str, Any]:

@@ -39,7 +39,7 @@ class FitConfig:
         max_pos_weight: cap of the BCE weight of change pixels (the inverse change rate).
     """
 
-    steps: int = 300
+    steps: int = 600
     batch_size: int = 16
     lr: float = 1e-3
     encoder_lr_scale: float = 0.1
