@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from satmae.prep.options import add_scale_out_arguments
 
@@ -33,9 +34,14 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers,
         scheduler=args.scheduler,
         progress=not args.quiet,
+        block_rows=args.block_rows,
     )
     for output in outputs:
         print(f"wrote {output}")
+    if len(outputs) > 1:
+        from satmae.embed.index import INDEX_NAME
+
+        print(f"wrote {Path(args.out) / INDEX_NAME} (a GeoParquet index of the outputs)")
     return 0
 
 
@@ -69,7 +75,15 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--random-init", action="store_true", help="a registry model with random weights"
     )
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    parser.add_argument("--resume", action="store_true", help="keep finished outputs")
+    parser.add_argument(
+        "--resume", action="store_true", help="keep finished outputs (and finished blocks)"
+    )
+    parser.add_argument(
+        "--block-rows",
+        type=int,
+        help="embed each map in blocks of N patch rows, one task per block (large scenes over "
+        "many workers; a killed run keeps finished blocks for --resume)",
+    )
     parser.add_argument("--preview", action="store_true", help="write a PCA-to-RGB PNG too")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_scale_out_arguments(parser)

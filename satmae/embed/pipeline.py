@@ -133,8 +133,9 @@ def embed_reader(
     batch_size: int = 8,
     min_valid: float = 0.5,
     progress: bool = True,
+    rows: tuple[int, int] | None = None,
 ) -> None:
-    """Embed a whole scene or series into a patch-resolution map.
+    """Embed a whole scene or series (or a band of its map rows) into a patch-resolution map.
 
     Args:
         reader: an open reader of the scene (``read(window=...)`` gives DESIGN §3 samples).
@@ -146,6 +147,12 @@ def embed_reader(
         batch_size: windows per forward pass.
         min_valid: patches with a smaller fraction of valid pixels (over all dates) are nodata.
         progress: show a progress bar over windows.
+        rows: only map rows ``[first, stop)``: the windows that touch them are encoded and
+            the writer gets a map of ``stop - first`` rows (its transform shifted to match).
+            Blending is the same as in a whole-scene run, so the rows equal its rows.
+
+    Raises:
+        ValueError: for a row range outside the map.
     """
     config = encoder.config
     patch = config.patch_size
@@ -155,7 +162,14 @@ def embed_reader(
     tiling = Tiling(grid.height, grid.width, size, stride, patch)
     rows_out, cols_out = tiling.map_shape
     weights = blend_weights(size // patch)
-    row_starts, col_starts = tiling.starts(grid.height), tiling.starts(grid.width)
+    first, stop = rows or (0, rows_out)
+    if not 0 <= first < stop <= rows_out:
+        raise ValueError(f"map rows {rows} are outside the map's {rows_out} rows")
+    reach = size // patch
+    row_starts = [
+        y for y in tiling.starts(grid.height) if y // patch < stop and y // patch + reach > first
+    ]
+    col_starts = tiling.starts(grid.width)
     writer: MapWriter | None = None
     strip: _Strip | None = None
     bar = tqdm(
@@ -178,9 +192,8 @@ def embed_reader(
             maps = _encode(encoder, samples, batch_size, patch, min_valid)
             if writer is None:
                 features = maps[0].shape[0]
-                writer = writer_factory(
-                    features, (rows_out, cols_out), tiling.map_transform(grid.transform)
-                )
+                transform = tiling.map_transform(grid.transform) * Affine.translation(0, first)
+                writer = writer_factory(features, (stop - first, cols_out), transform)
                 strip = _Strip(features, cols_out)
             assert strip is not None
             for x, values in zip(col_starts, maps, strict=True):
@@ -188,7 +201,7 @@ def embed_reader(
                 strip.add(y // patch, x // patch, np.nan_to_num(values), window_weights)
             bar.update(len(samples))
             done = row_starts[index + 1] // patch if index + 1 < len(row_starts) else rows_out
-            _flush(strip, done, writer, cols_out)
+            _flush(strip, done, writer, cols_out, first, stop)
     bar.close()
 
 
@@ -201,13 +214,15 @@ def _cut(strip: Any, x: int, size: int) -> dict[str, Any]:
     return window
 
 
-def _flush(strip: _Strip, before: int, writer: MapWriter, columns: int) -> None:
-    rows = list(strip.pop_before(before))
+def _flush(
+    strip: _Strip, before: int, writer: MapWriter, columns: int, first: int, stop: int
+) -> None:
+    """Write the finished rows above ``before`` that lie in ``[first, stop)``."""
+    rows = [(row, values) for row, values in strip.pop_before(before) if first <= row < stop]
     if not rows:
         return
-    first = rows[0][0]
     block = np.stack([values for _, values in rows], axis=1)  # (F, h, W)
-    writer.write(Window(0, first, columns, block.shape[1]), block)
+    writer.write(Window(0, rows[0][0] - first, columns, block.shape[1]), block)
 
 
 def _encode(

@@ -30,6 +30,8 @@ from satmae.data.readers.protocol import Reader
 from satmae.data.readers.series import SeriesReader
 from satmae.data.sample import collate_samples, from_epoch_seconds
 from satmae.data.store.chipstore import ChipStore, open_spec
+from satmae.embed.blocks import assemble_place, embed_block, plan_blocks
+from satmae.embed.index import INDEX_NAME, write_output_index
 from satmae.embed.pipeline import MapWriter, Tiling, _model_sample, embed_reader
 from satmae.embed.preview import write_preview
 from satmae.embed.writers import CogWriter, EmbeddingMeta, ZarrWriter, write_geoparquet
@@ -133,6 +135,7 @@ def embed_raster(
     workers: int = 1,
     scheduler: str | None = None,
     progress: bool = True,
+    block_rows: int | None = None,
 ) -> list[Path]:
     """Embed every place under ``inputs``.
 
@@ -157,9 +160,13 @@ def embed_raster(
         scheduler: address of a dask scheduler for many machines (paths and the model must
             be reachable from every worker).
         progress: progress bars.
+        block_rows: embed each place's map in blocks of this many map rows, one task per
+            block (see :mod:`satmae.embed.blocks`): a large scene spreads over the workers,
+            and with ``resume`` a killed run keeps its finished blocks. COG and Zarr only.
 
     Returns:
-        the outputs, one per place (written, or kept with ``resume``).
+        the outputs, one per place (written, or kept with ``resume``). With several places,
+        ``out/index.parquet`` indexes them all (:mod:`satmae.embed.index`).
 
     Raises:
         FileExistsError: if an output exists and neither ``overwrite`` nor ``resume`` is set.
@@ -167,6 +174,10 @@ def embed_raster(
     """
     if output_format not in SUFFIXES:
         raise ValueError(f"output format must be one of {sorted(SUFFIXES)}, got {output_format!r}")
+    if block_rows is not None and output_format == "parquet":
+        raise ValueError("block_rows (--block-rows) applies to cog and zarr maps, not parquet rows")
+    if block_rows is not None and block_rows < 1:
+        raise ValueError(f"block_rows must be a positive number of map rows, got {block_rows}")
     if _is_chip_store(inputs):
         if output_format != "parquet":
             raise ValueError(
@@ -209,14 +220,29 @@ def embed_raster(
     single = scheduler is None and workers <= 1
     if not single:
         tasks = [replace(task, progress=False) for task in tasks]
-    run_tasks(
-        embed_place,
-        tasks,
-        scheduler=scheduler,
-        workers=workers,
-        description="places",
-        progress=progress and len(tasks) > 1,
-    )
+    if block_rows is not None:
+        blocks = [block for task in tasks for block in plan_blocks(task, block_rows, resume)]
+        run_tasks(
+            embed_block,
+            blocks,
+            scheduler=scheduler,
+            workers=workers,
+            description="blocks",
+            progress=progress,
+        )
+        for task in tasks:
+            assemble_place(task, block_rows)
+    else:
+        run_tasks(
+            embed_place,
+            tasks,
+            scheduler=scheduler,
+            workers=workers,
+            description="places",
+            progress=progress and len(tasks) > 1,
+        )
+    if len(targets) > 1:
+        write_output_index(targets, out / INDEX_NAME)
     return targets
 
 
@@ -259,7 +285,7 @@ def embed_place(task: PlaceTask) -> Path:
 
 
 def _embed_place(task: PlaceTask) -> Path:
-    encoder = task.model if isinstance(task.model, SatMAEEncoder) else _cached_encoder(task.model)
+    encoder = resolve_encoder(task.model)
     settings = task.settings
     limit = encoder.config.max_frames
     with _open(task.location, settings.bands, limit, settings.latest) as reader:
@@ -271,7 +297,7 @@ def _embed_place(task: PlaceTask) -> Path:
                 settings.batch_size, settings.overwrite,
             )  # fmt: skip
         else:
-            factory = _WriterFactory(
+            factory = MapWriterFactory(
                 settings.output_format, task.target, reader.grid.crs, meta, settings.overwrite
             )
             embed_reader(
@@ -295,7 +321,27 @@ def _cached_encoder(model: str) -> SatMAEEncoder:
     return open_encoder(model)
 
 
-class _WriterFactory:
+def resolve_encoder(model: SatMAEEncoder | str) -> SatMAEEncoder:
+    """The encoder itself, or the one of a model file (opened once per process)."""
+    return model if isinstance(model, SatMAEEncoder) else _cached_encoder(model)
+
+
+def open_place(
+    location: SceneLocation,
+    bands: Sequence[str] | None,
+    encoder: SatMAEEncoder,
+    latest: int | None,
+) -> Reader:
+    """A reader of one place, refusing series longer than the encoder takes."""
+    return _open(location, bands, encoder.config.max_frames, latest)
+
+
+def place_meta(encoder: SatMAEEncoder, reader: Reader, model_name: str) -> EmbeddingMeta:
+    """The provenance tags of a place's map."""
+    return _meta(encoder, reader, "none", model_name)
+
+
+class MapWriterFactory:
     """Builds the map writer once the feature count is known, and commits it at the end."""
 
     def __init__(
@@ -306,6 +352,7 @@ class _WriterFactory:
         self.writer: CogWriter | ZarrWriter | None = None
 
     def __call__(self, features: int, shape: tuple[int, int], transform: Affine) -> MapWriter:
+        """A COG or Zarr writer of ``features`` bands over a ``(rows, cols)`` map."""
         kind = CogWriter if self.kind == "cog" else ZarrWriter
         self.writer = kind(
             self.target,
@@ -320,6 +367,7 @@ class _WriterFactory:
         return self.writer
 
     def close(self) -> None:
+        """Commit the output (nothing was written when no writer was made)."""
         if self.writer is not None:
             self.writer.close()
 

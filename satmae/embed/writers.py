@@ -484,7 +484,7 @@ class ZarrWriter(_WindowedWriter):
                 _remove(leftover)
 
 
-def _rectangle_wkb(bounds: Bounds) -> bytes:
+def rectangle_wkb(bounds: Bounds) -> bytes:
     """A little-endian WKB polygon of the rectangle ``bounds`` (counter-clockwise, closed)."""
     minx, miny, maxx, maxy = (float(v) for v in bounds)
     ring = (minx, miny, maxx, miny, maxx, maxy, minx, maxy, minx, miny)
@@ -553,7 +553,7 @@ def write_geoparquet(
         raise ValueError(f"{rows} vectors but {len(bounds)} footprints")
     columns: dict[str, pa.Array] = {
         "embedding": pa.FixedSizeListArray.from_arrays(pa.array(matrix.reshape(-1)), features),
-        "geometry": pa.array([_rectangle_wkb(b) for b in bounds], type=pa.binary()),
+        "geometry": pa.array([rectangle_wkb(b) for b in bounds], type=pa.binary()),
     }
     for name, values in (extra or {}).items():
         if name in columns:
@@ -561,6 +561,21 @@ def write_geoparquet(
         if len(values) != rows:
             raise ValueError(f"extra column {name!r} has {len(values)} values, expected {rows}")
         columns[name] = pa.array(list(values))
+    geo = geo_metadata(bounds, crs)
+    table = pa.table(columns).replace_schema_metadata(
+        {b"geo": json.dumps(geo).encode(), METADATA_KEY.encode(): json.dumps(meta.tags()).encode()}
+    )
+    with atomic_path(target) as staging:
+        pq.write_table(table, staging)
+
+
+def geo_metadata(bounds: Sequence[Bounds], crs: CRS | str | None) -> dict[str, Any]:
+    """GeoParquet 1.0 ``geo`` metadata of a WKB polygon column ``geometry`` in ``crs``.
+
+    Args:
+        bounds: the rows' rectangles (their union is the column's ``bbox``).
+        crs: CRS of the rectangles (written as PROJJSON; null when unknown).
+    """
     box = np.asarray(bounds, dtype=np.float64).reshape(-1, 4)
     bbox = (
         [
@@ -569,11 +584,11 @@ def write_geoparquet(
             float(box[:, 2].max()),
             float(box[:, 3].max()),
         ]
-        if rows
+        if len(box)
         else []
     )
     projjson = CRS.from_user_input(crs).to_dict(projjson=True) if crs is not None else None
-    geo = {
+    return {
         "version": GEOPARQUET_VERSION,
         "primary_column": "geometry",
         "columns": {
@@ -585,11 +600,6 @@ def write_geoparquet(
             }
         },
     }
-    table = pa.table(columns).replace_schema_metadata(
-        {b"geo": json.dumps(geo).encode(), METADATA_KEY.encode(): json.dumps(meta.tags()).encode()}
-    )
-    with atomic_path(target) as staging:
-        pq.write_table(table, staging)
 
 
 def read_geoparquet(path: str | os.PathLike[str]) -> tuple[pa.Table, CRS | None]:
