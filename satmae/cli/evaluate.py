@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     result["machine"] = {**result.get("machine", {}), **satmae_info_dict()}
     path = write_report(result, out, overwrite=args.overwrite)
     print(result["verdict"])
-    print(f"wrote {path} and {path.with_suffix('.md')}")
+    print(f"wrote {path.with_name('report.json')} and {path}")
     return 0
 
 
