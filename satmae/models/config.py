@@ -152,6 +152,16 @@ class EncoderConfig:
                 f"input_bands {list(self.input_bands)} lack the model bands {missing}; list "
                 "every band of band_groups"
             )
+        sizes = {
+            "patch_size": self.patch_size,
+            "embed_dim": self.embed_dim,
+            "depth": self.depth,
+            "num_heads": self.num_heads,
+            "img_size height": self.img_size[0],
+            "img_size width": self.img_size[1],
+        }
+        if bad := {name: value for name, value in sizes.items() if value < 1}:
+            raise ValueError(f"{bad} must be positive integers")
         unknown = [name for name in self.time_fields if name not in TIME_FIELDS]
         if unknown:
             raise ValueError(f"unknown time fields {unknown}; choose from {TIME_FIELDS}")

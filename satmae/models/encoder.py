@@ -23,7 +23,7 @@ from satmae.models.config import EncoderConfig
 from satmae.models.frames import frame_attention_mask
 from satmae.models.initialization import init_weights
 from satmae.models.inputs import ModelInputs, prepare_inputs
-from satmae.models.tokenizer import Tokenized, Tokenizer
+from satmae.models.tokenizer import Tokenized, Tokenizer, check_image_type
 from satmae.normalization import Normalization, NormMode, StatsLike
 from satmae.spec import ModelSpec
 
@@ -225,9 +225,12 @@ class SatMAEEncoder(nn.Module):
         Returns:
             ``(B, 1+N, D)`` normed output and ``{block: (B, 1+N, D)}`` (not normed).
         """
+        depth = len(self.blocks)
+        if bad := [index for index in keep if not -depth <= index < depth]:
+            raise ValueError(f"blocks {bad} are outside the encoder's {depth} blocks")
         cls = self.cls_token.expand(tokens.shape[0], -1, -1).to(tokens.dtype)
         x = torch.cat([cls, tokens], dim=1)  # (B, 1+N, D)
-        wanted = {index % len(self.blocks) for index in keep}
+        wanted = {index % depth for index in keep}
         kept = {}
         for index, block in enumerate(self.blocks):
             x = block(x, attn_mask)
@@ -268,6 +271,7 @@ class SatMAEEncoder(nn.Module):
 
     def encode(self, inputs: ModelInputs, blocks: Sequence[int] = ()) -> EncoderFeatures:
         """:meth:`forward` on prepared inputs (cast to the weights' dtype)."""
+        check_image_type(inputs.image)
         inputs = replace(inputs, image=inputs.image.to(self.cls_token.dtype))
         tokenized = self.tokenize(inputs)
         tokens, attn_mask = self.select_visible(tokenized)
