@@ -188,7 +188,7 @@ def read_checkpoint(path: str | Path) -> Any:
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
             return torch.load(Path(path), map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError) as error:
+    except (pickle.UnpicklingError, RuntimeError, EOFError, KeyError, IndexError) as error:
         reason = (
             "no torch checkpoint, or objects other than tensors in it"
             if isinstance(error, pickle.UnpicklingError)

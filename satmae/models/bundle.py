@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
@@ -86,7 +87,13 @@ def _read_any(path: Path) -> tuple[dict[str, Tensor], ModelSpec]:
     if is_bundle_path(path):
         spec = ModelSpec.from_json(read_document(path), str(path))
         weights = path / WEIGHTS_NAME if path.is_dir() else path
-        return load_file(str(weights)), spec
+        try:
+            return load_file(str(weights)), spec
+        except (SafetensorError, OSError) as error:
+            raise ValueError(
+                f"{weights} is not a readable safetensors file ({error}); the bundle is "
+                "damaged or incomplete: export it again"
+            ) from None
     checkpoint = read_checkpoint(path)
     if isinstance(checkpoint, dict) and METADATA_KEY in checkpoint and "state_dict" in checkpoint:
         spec = ModelSpec.from_json(checkpoint[METADATA_KEY], str(path))
@@ -106,7 +113,17 @@ def _read_any(path: Path) -> tuple[dict[str, Tensor], ModelSpec]:
 def _load_into(
     model: MaskedAutoencoder | SatMAEEncoder, state: Mapping[str, Tensor], source: Path
 ) -> None:
-    """Load with shape checks; raise ValueError for another architecture."""
+    """Load with shape checks; raise ValueError for another architecture or non-finite weights."""
+    broken = [
+        key
+        for key, value in state.items()
+        if value.is_floating_point() and not bool(torch.isfinite(value).all())
+    ]
+    if broken:
+        raise ValueError(
+            f"{source} holds NaN or inf in {len(broken)} weight tensors ({broken[:3]}); the "
+            "training run diverged or the file is damaged: use an earlier checkpoint"
+        )
     own = model.state_dict()
     mismatched = [
         f"{key}: expected {tuple(own[key].shape)}, given {tuple(value.shape)}"
