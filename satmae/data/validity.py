@@ -1,6 +1,8 @@
 """Which pixels to trust: nodata values and Sentinel-2 scene classes become the ``valid`` mask.
 
-The mask is False where a pixel carries the nodata value in every band, or where the Level-2A
+The mask is False where any band of a pixel is not finite (NaN or inf: float rasters use them
+for gaps, and no model can use them), where a pixel carries the nodata value in every band, or
+where the Level-2A
 scene classification (SCL) says no data, saturated/defective, cloud shadow, medium or high
 probability cloud, or thin cirrus. A :class:`ValidityPolicy` then decides whether a chip with too
 many invalid pixels is kept, dropped (and counted) or reported as an error.
@@ -56,7 +58,8 @@ def valid_mask(
         invalid_classes: SCL values that make a pixel invalid.
 
     Returns:
-        ``(T, H, W)`` bool tensor, True where the pixel can be used.
+        ``(T, H, W)`` bool tensor, True where the pixel can be used. Readers then zero the
+        non-finite values (:func:`zero_nonfinite`), so the image never carries NaN.
 
     Raises:
         ValueError: if the shapes of ``image`` and ``scl`` do not match.
@@ -67,6 +70,8 @@ def valid_mask(
         raise ValueError(f"expected image of shape (T, C, H, W), got {tuple(pixels.shape)}")
     frames, _, height, width = pixels.shape
     valid = np.ones((frames, height, width), dtype=bool)
+    if np.issubdtype(pixels.dtype, np.floating):
+        valid &= np.isfinite(pixels).all(axis=1)
     if nodata is not None:
         missing = np.isnan(pixels) if np.isnan(nodata) else pixels == nodata
         valid &= ~missing.all(axis=1)
@@ -79,6 +84,13 @@ def valid_mask(
             )
         valid &= ~np.isin(classes, sorted(invalid_classes))
     return torch.from_numpy(valid)
+
+
+def zero_nonfinite(image: Tensor) -> Tensor:
+    """Replace NaN and inf by 0 in place (the pixels are already invalid) and return ``image``."""
+    if image.is_floating_point():
+        torch.nan_to_num_(image, nan=0.0, posinf=0.0, neginf=0.0)
+    return image
 
 
 def invalid_fraction(valid: Tensor) -> float:

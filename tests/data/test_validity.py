@@ -51,3 +51,31 @@ def test_policy_arguments_are_checked():
         ValidityPolicy(max_invalid_fraction=1.5)
     with pytest.raises(ValueError, match=r"on_exceed must be"):
         ValidityPolicy(on_exceed="skip")  # type: ignore[arg-type]
+
+
+def test_non_finite_pixels_are_invalid_in_every_reader(tmp_path):
+    import rasterio
+    from rasterio.transform import from_origin
+
+    from satmae.data.readers.geotiff import read_geotiff
+
+    values = np.full((4, 8, 8), 1200.0, np.float32)
+    values[:, 0, 0] = np.nan  # a gap in every band
+    values[1, 2, 3] = np.inf  # one band broken
+    values[2, 5, 5] = -np.inf
+    path = tmp_path / "S2_20210615.tif"
+    profile = {"driver": "GTiff", "width": 8, "height": 8, "count": 4, "dtype": "float32",
+               "crs": "EPSG:32633", "transform": from_origin(0, 80, 10, 10)}  # fmt: skip
+    with rasterio.open(path, "w", **profile) as dataset:
+        dataset.write(values)
+    sample = read_geotiff(path, band_order=["B02", "B03", "B04", "B08"])
+    valid = sample["valid"][0]
+    assert not valid[0, 0] and not valid[2, 3] and not valid[5, 5]
+    assert int(valid.sum()) == 64 - 3
+    assert torch.isfinite(sample["image"]).all()  # the model never sees NaN or inf
+
+
+def test_an_all_nan_raster_is_all_invalid():
+    image = torch.full((1, 3, 4, 4), float("nan"))
+    assert not valid_mask(image, nodata=None).any()
+    assert invalid_fraction(valid_mask(image)) == 1.0

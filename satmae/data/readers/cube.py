@@ -24,7 +24,7 @@ from satmae.bands import canonical_band, canonical_bands
 from satmae.data.grid import BoundsLike, Grid, PathLike, resolve_window
 from satmae.data.readers.protocol import CUBE_SUFFIXES, ReadOptions, Source
 from satmae.data.sample import Sample, to_epoch_seconds
-from satmae.data.validity import DEFAULT_NODATA, valid_mask
+from satmae.data.validity import DEFAULT_NODATA, valid_mask, zero_nonfinite
 
 
 def open_cube(path: PathLike) -> xr.Dataset | xr.DataArray:
@@ -190,7 +190,8 @@ def read_cube(
     top, left = max(row, 0) - row, max(col, 0) - col
     image[:, :, top : top + values.shape[2], left : left + values.shape[3]] = values
     pixels = torch.from_numpy(image)
-    valid = valid_mask(pixels, nodata=fill) & ~torch.isnan(pixels).any(dim=1)
+    valid = valid_mask(pixels, nodata=fill)
+    zero_nonfinite(pixels)
     sample: Sample = {"image": pixels, "bands": wanted, "valid": valid}
     if full.crs is not None:
         target.attach(sample)

@@ -25,7 +25,7 @@ from satmae.bands import canonical_band
 from satmae.data.grid import BoundsLike, Grid, OnGrid, PathLike, open_raster, resolve_window
 from satmae.data.readers.offset import Offset, remove_offset
 from satmae.data.sample import Sample, one_date_sample, to_epoch_seconds
-from satmae.data.validity import valid_mask
+from satmae.data.validity import valid_mask, zero_nonfinite
 
 
 @dataclass(frozen=True)
@@ -223,6 +223,7 @@ class OneDateReader:
                     view.close()
         image = torch.from_numpy(np.ascontiguousarray(np.concatenate(parts)[None]))  # (1,C,H,W)
         valid = valid_mask(image, nodata=self.nodata, scl=scl)
+        zero_nonfinite(image)
         if self.offset is not None:
             remove_offset(image, [self.offset.bands.get(b, 0.0) for b in self.bands], self.nodata)
         sample = one_date_sample(image, self.bands, valid, location=self.location, time=self.time)

@@ -25,7 +25,7 @@ from torch import Tensor
 
 from satmae.bands import canonical_bands
 from satmae.data.sample import Sample, to_epoch_seconds
-from satmae.data.validity import DEFAULT_NODATA, valid_mask
+from satmae.data.validity import DEFAULT_NODATA, valid_mask, zero_nonfinite
 
 _EARLIEST = to_epoch_seconds("1970-01-02")
 _LATEST = to_epoch_seconds("2200-01-01")
@@ -109,7 +109,8 @@ def from_torchgeo(
             f"for bands {list(names)}, got {tuple(image.shape)}"
         )
     frame_count, _, height, width = image.shape
-    result: Sample = {"image": image, "bands": names, "valid": valid_mask(image, nodata=nodata)}
+    valid = valid_mask(image, nodata=nodata)
+    result: Sample = {"image": zero_nonfinite(image), "bands": names, "valid": valid}
     time = None
     geo_crs = sample.get("crs", crs)
     if "transform" in sample:
