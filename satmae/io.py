@@ -1,7 +1,10 @@
 """Atomic file writes: an output is either the old one or the complete new one.
 
 A run that is killed while writing leaves at most a hidden temporary beside the target, never a
-truncated file under the target's name.
+truncated file under the target's name. Only a regular file is ever replaced: a symlink, a
+folder, a FIFO or a device at the target is refused, so an output path typed wrong cannot
+destroy something else. Outputs get the permissions the user's umask allows (temporary files
+are created private).
 """
 
 from __future__ import annotations
@@ -22,8 +25,12 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
 
     Args:
         target: the file to write.
+
+    Raises:
+        FileExistsError: if ``target`` exists and is not a regular file.
     """
     destination = Path(target)
+    _refuse_non_regular(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
     handle, name = tempfile.mkstemp(
         prefix=f".{destination.name}.", suffix=".tmp", dir=destination.parent
@@ -32,6 +39,25 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     staging = Path(name)
     try:
         yield staging
+        _refuse_non_regular(destination)
+        os.chmod(staging, 0o666 & ~_umask())
         os.replace(staging, destination)
     finally:
         staging.unlink(missing_ok=True)
+
+
+def _refuse_non_regular(path: Path) -> None:
+    """Raise unless ``path`` is absent or a regular file (not a link to one)."""
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        kind = "a symbolic link" if path.is_symlink() else "not a regular file"
+        raise FileExistsError(
+            f"{path} exists and is {kind}; satmae replaces only regular files it could have "
+            "written: choose another output path"
+        )
+
+
+def _umask() -> int:
+    """The process's file-creation mask (read by setting it and restoring it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

@@ -27,3 +27,41 @@ def test_failure_keeps_the_old_file_and_no_temporary(tmp_path: Path) -> None:
         raise RuntimeError("killed mid-write")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
+
+
+def test_only_regular_files_are_replaced(tmp_path):
+    import os
+
+    import pytest
+
+    from satmae.io import atomic_path
+
+    real = tmp_path / "precious.txt"
+    real.write_text("keep me")
+    link = tmp_path / "out.json"
+    link.symlink_to(real)
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    for target in (link, fifo, folder):
+        with (
+            pytest.raises(FileExistsError, match="replaces only regular files"),
+            atomic_path(target) as staging,
+        ):
+            staging.write_text("new")
+    assert real.read_text() == "keep me" and link.is_symlink() and folder.is_dir()
+
+
+def test_outputs_follow_the_umask(tmp_path):
+    import os
+
+    from satmae.io import atomic_path
+
+    old = os.umask(0o022)
+    try:
+        with atomic_path(tmp_path / "out.txt") as staging:
+            staging.write_text("x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "out.txt").stat().st_mode & 0o777 == 0o644
