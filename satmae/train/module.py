@@ -14,6 +14,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
 from satmae.models import MaskedAutoencoder, ModelInputs, create_model, load_mae
@@ -83,6 +84,7 @@ class PretrainModule(L.LightningModule):
         self.skip_nonfinite = skip_nonfinite
         self.seed = seed
         self.skipped = 0
+        self.empty_batches = 0
         self.stats_samples = stats_samples
         if compile:
             self.model.compile()
@@ -145,6 +147,19 @@ class PretrainModule(L.LightningModule):
             mask_ratio=ratio,
             noise=self.step_noise(inputs),
         )
+        if not bool(out.weight.sum() > 0):
+            # Every hidden token is mostly invalid (cloud, nodata, padding): the loss would be
+            # a silent 0. Skip the batch and count it, so the run says how much data it lost.
+            self.empty_batches += 1
+            if self.empty_batches == 1:
+                rank_zero_warn(
+                    f"batch {batch_idx} at step {self.global_step} has no valid hidden token "
+                    "(all cloud, nodata or padding); such batches are skipped and counted in "
+                    "train/empty_batches. Many of them mean the data needs satmae check or a "
+                    "lower min_valid_fraction"
+                )
+            self.log("train/empty_batches", float(self.empty_batches))
+            return None
         if not bool(torch.isfinite(out.loss)):
             where = self._nonfinite_parts(out.group_losses, out.frame_losses, out.groups)
             if not self.skip_nonfinite:
@@ -221,10 +236,12 @@ class PretrainModule(L.LightningModule):
         """Store the model spec so the checkpoint reads like a bundle."""
         checkpoint[METADATA_KEY] = self.model.spec.to_json()
         checkpoint["satmae_skipped_batches"] = self.skipped
+        checkpoint["satmae_empty_batches"] = self.empty_batches
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Restore the skipped-batch count and the statistics the run computed or was given."""
         self.skipped = int(checkpoint.get("satmae_skipped_batches", 0))
+        self.empty_batches = int(checkpoint.get("satmae_empty_batches", 0))
         stored = checkpoint.get(METADATA_KEY, {}).get("normalization")
         if stored:
             self.model.set_normalization(Normalization.from_json(stored))

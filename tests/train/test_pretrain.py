@@ -123,6 +123,18 @@ def test_nonfinite_loss_names_the_step_and_stops(store):
         module.training_step(batch, 0)
 
 
+def test_a_batch_without_valid_tokens_is_skipped_and_counted(store):
+    module = PretrainModule(overrides={"img_size": [32, 32], "max_frames": 2})
+    batch = collate_samples([chip(1), chip(2)])
+    batch["valid"][:] = False  # all cloud: the loss would be a silent 0
+    with pytest.warns(UserWarning, match="no valid hidden token"):
+        assert module.training_step(batch, 0) is None
+    assert module.empty_batches == 1
+    checkpoint: dict = {}
+    module.on_save_checkpoint(checkpoint)
+    assert checkpoint["satmae_empty_batches"] == 1
+
+
 def test_datamodule_rejects_a_batch_larger_than_the_data(store):
     data = PretrainData(str(store), batch_size=64)
     with pytest.raises(ValueError, match=r"fewer than data\.batch_size=64"):
