@@ -26,7 +26,7 @@ from affine import Affine
 from numpy.typing import NDArray
 from rasterio.windows import Window
 
-from satmae.embed.pipeline import Tiling, embed_reader
+from satmae.embed.pipeline import embed_reader, scene_tiling
 from satmae.io import atomic_path
 
 MANIFEST = "manifest.json"
@@ -125,15 +125,12 @@ def plan_blocks(place: Any, block_rows: int, resume: bool) -> list[BlockTask]:
     with raster.open_place(place.location, settings.bands, encoder, settings.latest) as reader:
         meta = raster.place_meta(encoder, reader, place.model_name)
         grid = reader.grid
-    patch = encoder.config.patch_size
-    size = settings.size or encoder.config.img_size[0]
-    stride = settings.stride or max(patch, (size // 2) // patch * patch)
-    tiling = Tiling(grid.height, grid.width, size, stride, patch)
+    tiling = scene_tiling(encoder, grid.height, grid.width, settings.size, settings.stride)
     rows = tiling.map_shape[0]
     manifest = {
         "meta": meta.tags(),
-        "size": size,
-        "stride": stride,
+        "size": tiling.size,
+        "stride": tiling.stride,
         "block_rows": block_rows,
         "map_shape": list(tiling.map_shape),
         "settings": {
@@ -188,16 +185,18 @@ def assemble_place(place: Any, block_rows: int) -> Path:
     encoder = raster.resolve_encoder(place.model)
     with raster.open_place(place.location, settings.bands, encoder, settings.latest) as reader:
         meta = raster.place_meta(encoder, reader, place.model_name)
-        tiling_transform = reader.grid.transform * Affine.scale(encoder.config.patch_size)
-        crs = reader.grid.crs
+        grid = reader.grid
+        tiling = scene_tiling(encoder, grid.height, grid.width, settings.size, settings.stride)
         factory = raster.MapWriterFactory(
-            settings.output_format, place.target, crs, meta, settings.overwrite
+            settings.output_format, place.target, grid.crs, meta, settings.overwrite
         )
         writer = None
         for span in spans:
             values = np.load(block_path(folder, span))
             if writer is None:
-                writer = factory(values.shape[0], (rows, columns), tiling_transform)
+                writer = factory(
+                    values.shape[0], tiling.map_shape, tiling.map_transform(grid.transform)
+                )
             writer.write(Window(0, span[0], columns, span[1] - span[0]), values)
         factory.close()
         if settings.preview:

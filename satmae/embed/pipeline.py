@@ -85,6 +85,20 @@ class Tiling:
         return transform * Affine.scale(self.patch)
 
 
+def scene_tiling(
+    encoder: SatMAEEncoder, height: int, width: int, size: int | None, stride: int | None
+) -> Tiling:
+    """The windows of a scene, with the defaults every embedding path shares.
+
+    ``size`` defaults to the model's image size and ``stride`` to half a window (rounded to
+    whole patches), so that windows overlap.
+    """
+    patch = encoder.config.patch_size
+    size = size or encoder.config.img_size[0]
+    stride = stride or max(patch, (size // 2) // patch * patch)
+    return Tiling(height, width, size, stride, patch)
+
+
 def blend_weights(patches: int) -> NDArray[np.float32]:
     """``(patches, patches)`` weights: 1 in the middle of a window, falling towards its edges."""
     ramp = np.minimum(np.arange(patches) + 0.5, patches - np.arange(patches) - 0.5)
@@ -154,12 +168,10 @@ def embed_reader(
     Raises:
         ValueError: for a row range outside the map.
     """
-    config = encoder.config
-    patch = config.patch_size
-    size = size or config.img_size[0]
-    stride = stride or max(patch, (size // 2) // patch * patch)
+    patch = encoder.config.patch_size
     grid = reader.grid
-    tiling = Tiling(grid.height, grid.width, size, stride, patch)
+    tiling = scene_tiling(encoder, grid.height, grid.width, size, stride)
+    size, stride = tiling.size, tiling.stride
     rows_out, cols_out = tiling.map_shape
     weights = blend_weights(size // patch)
     first, stop = rows or (0, rows_out)

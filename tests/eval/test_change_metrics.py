@@ -10,7 +10,6 @@ from satmae.eval.change.metrics import (
     best_threshold,
     change_counts,
     change_scores,
-    leave_one_city_out_threshold,
     scores_at_threshold,
 )
 
@@ -65,14 +64,3 @@ def test_threshold_never_depends_on_cities_it_is_not_given() -> None:
     assert best_threshold([test], [test_ref], [None]) < 0.1
     assert best_threshold(train, train_refs, [None, None]) == chosen
     assert chosen == pytest.approx(0.7, abs=0.02)
-
-
-def test_leave_one_city_out_takes_the_median_of_folds() -> None:
-    maps, refs = [], []
-    for cut in (0.3, 0.5, 0.9):
-        score = torch.linspace(0, 1, 101).reshape(1, 101)
-        maps.append(score)
-        refs.append((score >= cut).long())
-    assert leave_one_city_out_threshold(maps, refs, [None] * 3) == pytest.approx(0.5)
-    with pytest.raises(ValueError, match="one out-of-fold score map"):
-        leave_one_city_out_threshold(maps, refs[:2], [None] * 3)

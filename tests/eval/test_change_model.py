@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from satmae.eval.change.data import window_starts
 from satmae.eval.change.evaluate import choose_val_cities, verdict
-from satmae.eval.change.inference import predict_scene, window_starts
+from satmae.eval.change.inference import predict_scene
 from satmae.eval.change.model import ChangeConfig, ChangeNet, change_loss, date_blocks
 from satmae.eval.change.train import FitConfig, draw_windows, fit_change, prepare_city
 from satmae.models import create_model

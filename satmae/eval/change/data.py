@@ -25,7 +25,6 @@ import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -353,7 +352,7 @@ def _crop(sample: Sample, row: int, col: int, size: int) -> Sample:
     return window
 
 
-def _starts(length: int, size: int, stride: int) -> list[int]:
+def window_starts(length: int, size: int, stride: int) -> list[int]:
     """Window starts covering ``length`` pixels; the last window ends at the edge."""
     if length <= size:
         return [0]
@@ -385,24 +384,8 @@ def iter_windows(sample: Sample, size: int, stride: int) -> Iterator[Sample]:
     if size <= 0 or stride <= 0:
         raise ValueError(f"window size and stride must be positive, got {size} and {stride}")
     height, width = sample["image"].shape[-2:]
-    for row in _starts(height, size, stride):
-        for col in _starts(width, size, stride):
+    for row in window_starts(height, size, stride):
+        for col in window_starts(width, size, stride):
             window = _crop(sample, row, col, size)
             if bool(window["valid"].any()):
                 yield window
-
-
-def _augment(window: Sample, generator: torch.Generator) -> Sample:
-    """The same random rot90 and horizontal flip of image, valid and mask."""
-    turns = int(torch.randint(0, 4, (1,), generator=generator))
-    flip = bool(torch.rand(1, generator=generator) < 0.5)
-    for key in ("image", "valid", "mask"):
-        value: Any = window.get(key)
-        if value is None:
-            continue
-        value = torch.rot90(value, turns, dims=(-2, -1))
-        if flip:
-            value = torch.flip(value, dims=(-1,))
-        window[key] = value.contiguous()  # type: ignore[literal-required]
-    window.pop("transform", None)  # a turned window no longer lies on the scene's grid
-    return window

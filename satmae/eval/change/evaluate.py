@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from satmae.eval.change.baselines import run_baselines
 from satmae.eval.change.data import OSCDSplit, open_oscd, oscd_checksum
 from satmae.eval.change.figures import change_overlay
-from satmae.eval.change.inference import predict_scene, valid_pixels
+from satmae.eval.change.inference import predict_scene
 from satmae.eval.change.metrics import best_threshold, change_scores, scores_at_threshold
 from satmae.eval.change.model import ChangeConfig, ChangeNet, check_change_config
 from satmae.eval.change.train import FitConfig, fit_change
@@ -96,7 +96,7 @@ def _scores(
     pooled, counts = scores_at_threshold(
         [maps[name] for name in names],
         [torch.as_tensor(city["mask"])[0] for city in cities],
-        [valid_pixels(city) for city in cities],
+        [torch.as_tensor(city["valid"]) for city in cities],
         threshold,
     )
     return pooled, {name: change_scores(count) for name, count in zip(names, counts, strict=True)}
@@ -162,7 +162,7 @@ def evaluate_change(
         tick = time.perf_counter()
         val_maps = [predict_scene(net, city, stride=options.stride) for city in val_cities]
         val_refs = [torch.as_tensor(c["mask"])[0] for c in val_cities]
-        val_valid = [valid_pixels(c) for c in val_cities]
+        val_valid = [torch.as_tensor(c["valid"]) for c in val_cities]
         threshold = best_threshold(val_maps, val_refs, val_valid)
         val_f1.append(scores_at_threshold(val_maps, val_refs, val_valid, threshold)[0]["change_f1"])
         maps = {

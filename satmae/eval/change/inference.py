@@ -11,23 +11,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from satmae.embed.pipeline import blend_weights
+from satmae.eval.change.data import window_starts
 from satmae.eval.change.model import ChangeNet
-
-
-def window_starts(extent: int, size: int, stride: int) -> list[int]:
-    """Offsets of windows of ``size`` along ``extent`` pixels, the last flush with the edge."""
-    if extent <= size:
-        return [0]
-    starts = list(range(0, extent - size + 1, stride))
-    if starts[-1] != extent - size:
-        starts.append(extent - size)
-    return starts
 
 
 @torch.no_grad()
@@ -87,14 +77,3 @@ def predict_scene(
             weights[top : top + size, left : left + size] += weight
     out = (total / weights.clamp_min(1e-6))[:height, :width]
     return out
-
-
-def valid_pixels(sample: Mapping[str, Any]) -> Tensor:
-    """``(H, W)`` pixels valid on both dates."""
-    valid = torch.as_tensor(sample["valid"])
-    return valid.all(dim=0)
-
-
-def as_numpy(map_: Tensor) -> np.ndarray[Any, np.dtype[np.float32]]:
-    """A probability map as float32 numpy (for figures)."""
-    return map_.detach().cpu().numpy().astype(np.float32)

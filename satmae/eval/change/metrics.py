@@ -9,7 +9,6 @@ Thresholds are chosen on training cities only (:func:`best_threshold`), never on
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -199,45 +198,6 @@ def best_threshold(
         raise ValueError("no candidate thresholds given")
     f1 = _f1_per_threshold(values, labels, trial)
     return float(trial[int(torch.argmax(f1))])
-
-
-def leave_one_city_out_threshold(
-    fold_scores: Sequence[Tensor],
-    refs: Sequence[Tensor],
-    valids: Sequence[Tensor | None],
-    candidates: Sequence[float] | Tensor | None = None,
-) -> float:
-    """Median over cities of the best threshold on each city's out-of-fold scores.
-
-    A head fit on some cities scores those cities more confidently than unseen ones, so a
-    threshold chosen on its own training cities is too high for new cities and transfers
-    poorly. Instead, for each training city ``i`` fit the head on the other training cities
-    and score city ``i`` with it (``fold_scores[i]``): those scores behave like scores of an
-    unseen city. The best threshold of each fold is picked on that left-out city; the median
-    over folds is robust to a city with little change.
-
-    Args:
-        fold_scores: per training city its ``(H, W)`` score map from the model fit without it.
-        refs: per city the reference, 1 = change.
-        valids: per city the valid pixels, or None.
-        candidates: thresholds to try (default per fold, :func:`default_candidates`).
-
-    Returns:
-        the median of the per-fold thresholds.
-
-    Raises:
-        ValueError: if the lists differ in length or are empty.
-    """
-    if not (len(fold_scores) == len(refs) == len(valids)) or not fold_scores:
-        raise ValueError(
-            f"need one out-of-fold score map, reference and valid mask per city, got "
-            f"{len(fold_scores)}, {len(refs)} and {len(valids)}"
-        )
-    thresholds = [
-        best_threshold([score], [ref], [valid], candidates)
-        for score, ref, valid in zip(fold_scores, refs, valids, strict=True)
-    ]
-    return float(statistics.median(thresholds))
 
 
 def scores_at_threshold(

@@ -102,17 +102,15 @@ class ChangeNet(nn.Module):
         config = config or ChangeConfig()
         check_change_config(encoder, config)
         depth = len(encoder.blocks)
-        self.config = replace(config, blocks=config.resolved_blocks(depth))
+        self.blocks = config.resolved_blocks(depth)
+        self.config = replace(config, blocks=self.blocks)
         self.encoder = encoder
         encoder.requires_grad_(config.finetune)
         groups = len(encoder.config.band_groups)
         dim = encoder.config.embed_dim
         width = config.width
         self.fuse = nn.ModuleDict(
-            {
-                str(block): _conv(3 * groups * dim, width, kernel=1)
-                for block in self.config.resolved_blocks(depth)
-            }
+            {str(block): _conv(3 * groups * dim, width, kernel=1) for block in self.blocks}
         )
         self.patch = encoder.config.patch_size
         stages = max(1, math.ceil(math.log2(self.patch)))
@@ -138,7 +136,7 @@ class ChangeNet(nn.Module):
     def date_features(self, inputs: ModelInputs) -> DateFeatures:
         """Per-block ``(B, G·D, h, w)`` maps of each date (see the module docstring)."""
         batch = inputs.image.shape[0]
-        blocks = self.config.resolved_blocks(len(self.encoder.blocks))
+        blocks = self.blocks
         with torch.set_grad_enabled(self.config.finetune and torch.is_grad_enabled()):
             if self.config.mode == "temporal":
                 encoded = self.encoder.encode(inputs, blocks)
@@ -170,7 +168,7 @@ class ChangeNet(nn.Module):
         height, width = image.shape[-2:]
         features = self.date_features(inputs)
         coarse: Tensor | None = None
-        for block in self.config.resolved_blocks(len(self.encoder.blocks)):
+        for block in self.blocks:
             first, second = features.first[block], features.second[block]
             fused = self.fuse[str(block)](torch.cat([(second - first).abs(), first, second], 1))
             coarse = fused if coarse is None else coarse + fused
