@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from satmae.prep.options import add_scale_out_arguments
+from satmae.prep.options import add_scale_out_arguments, positive_int
 
 
 def run(args: argparse.Namespace) -> int:
@@ -35,6 +35,9 @@ def run(args: argparse.Namespace) -> int:
         scheduler=args.scheduler,
         progress=not args.quiet,
         block_rows=args.block_rows,
+        precision=args.precision,
+        devices=args.devices,
+        accelerator=args.accelerator,
     )
     for output in outputs:
         print(f"wrote {output}")
@@ -72,6 +75,12 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("--latest", type=int, help="embed only the latest N dates of each series")
     parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
     parser.add_argument(
+        "--precision",
+        choices=("auto", "32", "bf16"),
+        default="auto",
+        help="auto: bf16 autocast where the device has native bf16 (see satmae info), else fp32",
+    )
+    parser.add_argument(
         "--random-init", action="store_true", help="a registry model with random weights"
     )
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
@@ -87,4 +96,16 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("--preview", action="store_true", help="write a PCA-to-RGB PNG too")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_scale_out_arguments(parser)
+    lightning = parser.add_argument_group("accelerators")
+    lightning.add_argument(
+        "--devices",
+        type=positive_int,
+        help="run the blocks with Lightning's predict loop on N devices (e.g. GPUs) instead of "
+        "dask; each place is one block unless --block-rows is given",
+    )
+    lightning.add_argument(
+        "--accelerator",
+        default="auto",
+        help="Lightning accelerator for --devices: auto, gpu, cpu (default: auto)",
+    )
     parser.set_defaults(func=run)

@@ -81,13 +81,17 @@ class _BlockWriter:
             np.save(handle, self.values)
 
 
-def embed_block(task: BlockTask) -> Path:
-    """Encode one block and save it (module level, so dask workers can run it)."""
+def embed_block(task: BlockTask, encoder: Any = None) -> Path:
+    """Encode one block and save it (module level, so dask workers can run it).
+
+    ``encoder`` (a :class:`~satmae.models.encoder.SatMAEEncoder`, e.g. on a rank's device)
+    replaces the place's model.
+    """
     from satmae.embed import raster
 
     place = task.place
     settings = place.settings
-    encoder = raster.resolve_encoder(place.model)
+    encoder = encoder if encoder is not None else raster.resolve_encoder(place.model)
     path = block_path(blocks_folder(place.target), task.rows)
     holder: dict[str, _BlockWriter] = {}
 
@@ -98,6 +102,7 @@ def embed_block(task: BlockTask) -> Path:
     with (
         rasterio.Env(GDAL_CACHEMAX=raster.GDAL_CACHE_MB * 1024 * 1024),
         raster.open_place(place.location, settings.bands, encoder, settings.latest) as reader,
+        raster.encoder_autocast(encoder, settings.precision),
     ):
         embed_reader(
             reader,
@@ -123,7 +128,7 @@ def plan_blocks(place: Any, block_rows: int, resume: bool) -> list[BlockTask]:
     settings = place.settings
     encoder = raster.resolve_encoder(place.model)
     with raster.open_place(place.location, settings.bands, encoder, settings.latest) as reader:
-        meta = raster.place_meta(encoder, reader, place.model_name)
+        meta = raster.place_meta(encoder, reader, place.model_name, settings.precision)
         grid = reader.grid
     tiling = scene_tiling(encoder, grid.height, grid.width, settings.size, settings.stride)
     rows = tiling.map_shape[0]
@@ -184,7 +189,7 @@ def assemble_place(place: Any, block_rows: int) -> Path:
         )
     encoder = raster.resolve_encoder(place.model)
     with raster.open_place(place.location, settings.bands, encoder, settings.latest) as reader:
-        meta = raster.place_meta(encoder, reader, place.model_name)
+        meta = raster.place_meta(encoder, reader, place.model_name, settings.precision)
         grid = reader.grid
         tiling = scene_tiling(encoder, grid.height, grid.width, settings.size, settings.stride)
         factory = raster.MapWriterFactory(

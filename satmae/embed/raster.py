@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
@@ -36,6 +37,7 @@ from satmae.embed.pipeline import MapWriter, Tiling, _model_sample, embed_reader
 from satmae.embed.preview import write_preview
 from satmae.embed.writers import CogWriter, EmbeddingMeta, ZarrWriter, write_geoparquet
 from satmae.models import SatMAEEncoder, create_model, load_encoder
+from satmae.train.precision import InferencePrecision, inference_autocast, inference_precision
 
 OutputFormat = Literal["cog", "zarr", "parquet"]
 SUFFIXES: dict[str, str] = {"cog": ".tif", "zarr": ".zarr", "parquet": ".parquet"}
@@ -101,7 +103,9 @@ def _open(
     )
 
 
-def _meta(encoder: SatMAEEncoder, reader: Reader, pool: str, model: str) -> EmbeddingMeta:
+def _meta(
+    encoder: SatMAEEncoder, reader: Reader, pool: str, model: str, precision: str
+) -> EmbeddingMeta:
     first = reader.read(window=Window(0, 0, 1, 1))
     times = first.get("times")
     dates = tuple(_iso(int(t)) for t in times) if times is not None else ()
@@ -115,7 +119,18 @@ def _meta(encoder: SatMAEEncoder, reader: Reader, pool: str, model: str) -> Embe
         satmae_version=__version__,
         patch_size=encoder.config.patch_size,
         pool=pool,
+        precision=resolved_precision(encoder, precision),
     )
+
+
+def resolved_precision(encoder: SatMAEEncoder, precision: str) -> str:
+    """``"32"`` or ``"bf16"``: what ``precision`` means on the encoder's device."""
+    return inference_precision(precision, encoder.cls_token.device.type)
+
+
+def encoder_autocast(encoder: SatMAEEncoder, precision: str) -> AbstractContextManager[Any]:
+    """The autocast context for running ``encoder`` at ``precision`` on its device."""
+    return inference_autocast(precision, encoder.cls_token.device.type)
 
 
 def embed_raster(
@@ -136,6 +151,9 @@ def embed_raster(
     scheduler: str | None = None,
     progress: bool = True,
     block_rows: int | None = None,
+    precision: InferencePrecision = "auto",
+    devices: int | None = None,
+    accelerator: str = "auto",
 ) -> list[Path]:
     """Embed every place under ``inputs``.
 
@@ -163,6 +181,13 @@ def embed_raster(
         block_rows: embed each place's map in blocks of this many map rows, one task per
             block (see :mod:`satmae.embed.blocks`): a large scene spreads over the workers,
             and with ``resume`` a killed run keeps its finished blocks. COG and Zarr only.
+        precision: ``"auto"`` (bf16 autocast where the encoder's device multiplies bf16
+            natively, as ``satmae info`` reports; fp32 elsewhere), ``"32"`` or ``"bf16"``.
+            Outputs record the precision used in their ``precision`` tag.
+        devices: run the blocks with Lightning's predict loop on this many devices (see
+            :mod:`satmae.embed.predict`) instead of dask; each place is one block unless
+            ``block_rows`` is given. Not with ``workers``/``scheduler``.
+        accelerator: Lightning's accelerator for ``devices`` (``"auto"``, ``"gpu"``, ``"cpu"``).
 
     Returns:
         the outputs, one per place (written, or kept with ``resume``). With several places,
@@ -178,6 +203,15 @@ def embed_raster(
         raise ValueError("block_rows (--block-rows) applies to cog and zarr maps, not parquet rows")
     if block_rows is not None and block_rows < 1:
         raise ValueError(f"block_rows must be a positive number of map rows, got {block_rows}")
+    if devices is not None:
+        if devices < 1:
+            raise ValueError(f"devices must be at least 1, got {devices}")
+        if output_format == "parquet":
+            raise ValueError("devices (--devices) applies to cog and zarr maps, not parquet rows")
+        if workers > 1 or scheduler is not None:
+            raise ValueError(
+                "choose one engine: devices (--devices, Lightning) or workers/scheduler (dask)"
+            )
     if _is_chip_store(inputs):
         if output_format != "parquet":
             raise ValueError(
@@ -187,7 +221,14 @@ def embed_raster(
         model_encoder = model if isinstance(model, SatMAEEncoder) else open_encoder(str(model))
         return [
             embed_chip_store(
-                inputs, model_encoder, Path(out), str(model), batch_size, overwrite, resume
+                inputs,
+                model_encoder,
+                Path(out),
+                str(model),
+                batch_size,
+                overwrite,
+                resume,
+                precision,
             )
         ]
     if isinstance(model, SatMAEEncoder):
@@ -214,13 +255,15 @@ def embed_raster(
                     f"{target} exists; pass --overwrite to replace it or --resume to keep it"
                 )
         settings = PlaceSettings(
-            output_format, size, stride, batch_size, bands, latest, overwrite, preview
+            output_format, size, stride, batch_size, bands, latest, overwrite, preview, precision
         )
         tasks.append(PlaceTask(location, target, encoder, name, settings, progress))
     single = scheduler is None and workers <= 1
     if not single:
         tasks = [replace(task, progress=False) for task in tasks]
-    if block_rows is not None:
+    if devices is not None:
+        _predict_places(tasks, block_rows, resume, devices, accelerator, progress)
+    elif block_rows is not None:
         blocks = [block for task in tasks for block in plan_blocks(task, block_rows, resume)]
         run_tasks(
             embed_block,
@@ -246,6 +289,31 @@ def embed_raster(
     return targets
 
 
+def _predict_places(
+    tasks: list[PlaceTask],
+    block_rows: int | None,
+    resume: bool,
+    devices: int,
+    accelerator: str,
+    progress: bool,
+) -> None:
+    """Plan the places' blocks, run them with Lightning's predict loop, assemble the outputs."""
+    from satmae.embed.predict import predict_blocks
+
+    if not tasks:
+        return
+    rows = block_rows or WHOLE_PLACE_ROWS
+    blocks = [block for task in tasks for block in plan_blocks(task, rows, resume)]
+    encoder = resolve_encoder(tasks[0].model)
+    predict_blocks(encoder, blocks, devices=devices, accelerator=accelerator, progress=progress)
+    for task in tasks:
+        assemble_place(task, rows)
+
+
+WHOLE_PLACE_ROWS = 1 << 30
+"""Block size (map rows) that makes each place one block."""
+
+
 @dataclass(frozen=True)
 class PlaceSettings:
     """How every place of a run is embedded (see :func:`embed_raster`)."""
@@ -258,6 +326,7 @@ class PlaceSettings:
     latest: int | None
     overwrite: bool
     preview: bool
+    precision: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -288,9 +357,12 @@ def _embed_place(task: PlaceTask) -> Path:
     encoder = resolve_encoder(task.model)
     settings = task.settings
     limit = encoder.config.max_frames
-    with _open(task.location, settings.bands, limit, settings.latest) as reader:
+    with (
+        _open(task.location, settings.bands, limit, settings.latest) as reader,
+        encoder_autocast(encoder, settings.precision),
+    ):
         pool = "mean" if settings.output_format == "parquet" else "none"
-        meta = _meta(encoder, reader, pool, task.model_name)
+        meta = _meta(encoder, reader, pool, task.model_name, settings.precision)
         if settings.output_format == "parquet":
             _embed_windows(
                 reader, encoder, task.target, meta, settings.size, settings.stride,
@@ -336,9 +408,11 @@ def open_place(
     return _open(location, bands, encoder.config.max_frames, latest)
 
 
-def place_meta(encoder: SatMAEEncoder, reader: Reader, model_name: str) -> EmbeddingMeta:
+def place_meta(
+    encoder: SatMAEEncoder, reader: Reader, model_name: str, precision: str
+) -> EmbeddingMeta:
     """The provenance tags of a place's map."""
-    return _meta(encoder, reader, "none", model_name)
+    return _meta(encoder, reader, "none", model_name, precision)
 
 
 class MapWriterFactory:
@@ -424,8 +498,11 @@ def embed_chip_store(
     batch_size: int = 64,
     overwrite: bool = False,
     resume: bool = False,
+    precision: InferencePrecision = "auto",
 ) -> Path:
     """One GeoParquet row per chip of a chip store: pooled vector, footprint, location, dates.
+
+    ``precision`` is as in :func:`embed_raster`.
 
     Raises:
         FileExistsError: if ``out`` exists and neither ``overwrite`` nor ``resume`` is set.
@@ -445,7 +522,8 @@ def embed_chip_store(
     crs: set[str] = set()
     for start in range(0, len(chips), batch_size):
         batch = chips.read_batch(range(start, min(start + batch_size, len(chips))))
-        pooled = encoder.embed(batch)
+        with encoder_autocast(encoder, precision):
+            pooled = encoder.embed(batch)
         assert isinstance(pooled, torch.Tensor)
         vectors.append(pooled.float().cpu().numpy())
         if "bounds" not in batch:
@@ -465,6 +543,7 @@ def embed_chip_store(
         satmae_version=__version__,
         patch_size=encoder.config.patch_size,
         pool="mean",
+        precision=resolved_precision(encoder, precision),
     )
     write_geoparquet(
         out,

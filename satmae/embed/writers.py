@@ -57,6 +57,7 @@ class EmbeddingMeta:
         satmae_version: version of satmae that wrote the output.
         patch_size: input pixels per output pixel along each axis.
         pool: how tokens became one vector per patch ("none", "mean", "cls").
+        precision: the precision the encoder ran in ("32" or "bf16").
     """
 
     model: str
@@ -67,6 +68,7 @@ class EmbeddingMeta:
     satmae_version: str
     patch_size: int
     pool: str
+    precision: str = "32"
 
     def tags(self) -> dict[str, str]:
         """Flat string tags; band and date lists are comma-separated."""
@@ -79,6 +81,7 @@ class EmbeddingMeta:
             "satmae_version": self.satmae_version,
             "patch_size": str(self.patch_size),
             "pool": self.pool,
+            "precision": self.precision,
         }
 
     @classmethod
@@ -97,6 +100,7 @@ class EmbeddingMeta:
             satmae_version=str(tags["satmae_version"]),
             patch_size=int(tags["patch_size"]),
             pool=str(tags["pool"]),
+            precision=str(tags.get("precision", "32")),
         )
 
 

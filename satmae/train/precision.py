@@ -9,7 +9,8 @@ than fp32 (measured on an AVX2 machine: 0.3 vs 128 GFLOP/s).
 from __future__ import annotations
 
 import warnings
-from typing import Literal, get_args
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any, Literal, get_args
 
 import torch
 
@@ -100,3 +101,50 @@ def resolve_precision(requested: str, device_type: str) -> str:
                 stacklevel=2,
             )
     return requested
+
+
+InferencePrecision = Literal["auto", "32", "bf16"]
+"""Precisions for inference (embedding): ``"auto"`` picks bf16 where it is native."""
+
+
+def inference_precision(requested: str, device_type: str) -> Literal["32", "bf16"]:
+    """Resolve an inference precision for a device.
+
+    Args:
+        requested: ``"auto"`` (bf16 where the device multiplies bf16 natively, else fp32),
+            ``"32"`` or ``"bf16"``.
+        device_type: a ``torch.device`` type such as ``"cpu"`` or ``"cuda"``.
+
+    Raises:
+        ValueError: for another request.
+
+    Warns:
+        UserWarning: for ``"bf16"`` on a device without native bf16, where it is very slow.
+    """
+    if requested not in get_args(InferencePrecision):
+        raise ValueError(
+            f"unknown inference precision {requested!r}; choose one of "
+            f"{', '.join(get_args(InferencePrecision))}"
+        )
+    native = native_bf16(device_type)
+    if requested == "auto":
+        return "bf16" if native else "32"
+    if requested == "bf16" and not native:
+        warnings.warn(
+            f"bf16 on a {device_type} without native bf16 is emulated and can run hundreds of "
+            "times slower than fp32; use --precision 32 (or auto, which picks fp32 here)",
+            UserWarning,
+            stacklevel=2,
+        )
+    return "bf16" if requested == "bf16" else "32"
+
+
+def inference_autocast(precision: str, device_type: str) -> AbstractContextManager[Any]:
+    """A context that runs the model's matmuls in ``precision`` on ``device_type``.
+
+    bf16 is autocast (matmuls and convolutions in bf16, normalisations and softmax in fp32);
+    ``"32"`` is a no-op context.
+    """
+    if inference_precision(precision, device_type) == "bf16":
+        return torch.autocast(device_type, dtype=torch.bfloat16)
+    return nullcontext()

@@ -154,3 +154,16 @@ def test_a_chip_store_gives_one_row_per_chip(tmp_path):
     assert table.num_rows == len(ChipStore(tmp_path / "chips")) == 5
     assert table.column("location").to_pylist() == [f"loc{i}" for i in range(5)]
     assert wkb_bounds(table.column("geometry")[2].as_py())[0] == pytest.approx(500_640.0)
+
+
+def test_lightning_devices_and_fp32_give_the_plain_map(demo, tmp_path):
+    scenes, bundle = demo
+    assert embed(scenes, bundle, tmp_path / "plain.tif", "--precision", "32") == 0
+    assert embed(scenes, bundle, tmp_path / "ranks.tif", "--precision", "32",
+                 "--devices", "1", "--accelerator", "cpu", "--block-rows", "4") == 0  # fmt: skip
+    with (
+        rasterio.open(tmp_path / "plain.tif") as plain,
+        rasterio.open(tmp_path / "ranks.tif") as ours,
+    ):
+        assert ours.tags()["precision"] == "32"
+        np.testing.assert_allclose(ours.read(), plain.read(), rtol=0, atol=1e-6)
