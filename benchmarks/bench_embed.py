@@ -2,11 +2,14 @@
 
 Writes a synthetic dated 12-band uint16 GeoTIFF of ``--size`` pixels a side, then, each in a
 fresh process so that peak RSS is its own: ``satmae.embed.raster.embed_raster`` (windows read
-ahead of compute, strips written as they finish) and a naive loop (torchgeo ``RasterDataset`` +
-``GridGeoSampler`` + ``DataLoader``, the same encoder, results kept in memory), both with the
-same windows (no overlap) and batch size. Prints pixels/s and peak RSS of each.
+ahead of compute, strips written as they finish) at its default precision (``auto``: bf16
+autocast where the CPU has native bf16) and at fp32, and a naive loop (torchgeo
+``RasterDataset`` + ``GridGeoSampler`` + ``DataLoader``, the same encoder in fp32, results kept in
+memory), all with the same windows (no overlap) and batch size. ``--block-rows N`` adds a run in
+blocks of N map rows (``embed_raster(block_rows=N)``). Prints pixels/s and peak RSS of each.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/bench_embed.py --size 2745 --size 5490
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_embed.py --size 2745 --size 5490 --naive
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_embed.py --size 10980 --block-rows 64
 """
 
 from __future__ import annotations
@@ -50,15 +53,19 @@ def write_scene(path: Path, size: int) -> None:
             dataset.write(block, window=Window(0, top, size, rows))
 
 
-def run_ours(scene: Path, out: Path) -> dict[str, Any]:
-    from satmae.embed.raster import embed_raster
+def run_ours(
+    scene: Path, out: Path, precision: str = "auto", block_rows: int | None = None
+) -> dict[str, Any]:
+    from satmae.embed.raster import embed_raster, resolved_precision
     from satmae.models import create_model
 
     encoder = create_model("satmae_tiny", img_size=(WINDOW, WINDOW)).encoder.eval()
     start = time.perf_counter()
     embed_raster(scene, encoder, out, size=WINDOW, stride=WINDOW, batch_size=BATCH,
-                 overwrite=True, progress=False)  # fmt: skip
-    return {"seconds": time.perf_counter() - start}
+                 overwrite=True, progress=False, precision=precision,  # type: ignore[arg-type]
+                 block_rows=block_rows)  # fmt: skip
+    seconds = time.perf_counter() - start
+    return {"seconds": seconds, "precision": resolved_precision(encoder, precision)}
 
 
 def run_naive(scene: Path) -> dict[str, Any]:
@@ -90,7 +97,12 @@ def run_naive(scene: Path) -> dict[str, Any]:
 
 
 def child(kind: str, scene: Path, out: Path) -> None:
-    result = run_ours(scene, out) if kind == "ours" else run_naive(scene)
+    if kind == "naive":
+        result = run_naive(scene)
+    elif kind.startswith("blocks"):
+        result = run_ours(scene, out, block_rows=int(kind.removeprefix("blocks")))
+    else:
+        result = run_ours(scene, out, "auto" if kind == "ours" else "32")
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(result))
 
@@ -100,6 +112,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, action="append", help="scene side(s) in pixels")
     parser.add_argument("--work", type=Path, default=Path("/tmp/satmae_bench_embed"))
     parser.add_argument("--naive", action="store_true", help="also run the naive loop")
+    parser.add_argument("--block-rows", type=int, help="also run in blocks of N map rows")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/embed.json"))
     args = parser.parse_args()
@@ -116,7 +129,10 @@ def main() -> None:
         if not scene.exists():
             write_scene(scene, size)
         row: dict[str, Any] = {"size": size, "pixels": size * size}
-        for kind in ("ours", "naive") if args.naive else ("ours",):
+        kinds = ["ours", "ours_fp32", *(["naive"] if args.naive else [])]
+        if args.block_rows:
+            kinds.append(f"blocks{args.block_rows}")
+        for kind in kinds:
             command = [sys.executable, __file__, "--child", kind, str(scene), str(folder / "e.tif")]
             done = subprocess.run(command, capture_output=True, text=True, check=True)
             measured = json.loads(done.stdout.strip().splitlines()[-1])
@@ -124,10 +140,14 @@ def main() -> None:
             row[kind] = measured
             print(f"{size} px {kind}: {measured['pixels_per_s'] / 1e6:.2f} Mpx/s, "
                   f"peak RSS {measured['peak_rss_mb']:.0f} MB", flush=True)  # fmt: skip
+        if args.naive:
+            for kind in ("ours", "ours_fp32"):
+                row[f"{kind}_vs_naive"] = row[kind]["pixels_per_s"] / row["naive"]["pixels_per_s"]
         results.append(row)
     info = collect_info()
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"cpu": info["cpu"], "results": results}, indent=2) + "\n")
+    record = {"command": " ".join(sys.argv), "cpu": info["cpu"], "results": results}
+    args.out.write_text(json.dumps(record, indent=2) + "\n")
 
 
 if __name__ == "__main__":
