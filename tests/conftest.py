@@ -15,3 +15,13 @@ def real_data() -> Path:
     if not REAL_DATA.is_dir():
         pytest.skip(f"real Sentinel-2 samples not found at {REAL_DATA} (../shared/data/real)")
     return REAL_DATA
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """``--slow``: the long hypothesis profile for the property-based tests."""
+    parser.addoption(
+        "--slow",
+        action="store_true",
+        default=False,
+        help="run the property-based tests with many more examples (hypothesis profile 'slow')",
+    )
