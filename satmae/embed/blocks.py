@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -146,8 +147,16 @@ def plan_blocks(place: Any, block_rows: int, resume: bool) -> list[BlockTask]:
     }
     folder = blocks_folder(place.target)
     if folder.exists():
-        kept = resume and _read_manifest(folder) == json.loads(json.dumps(manifest))
-        if not kept:
+        same = _read_manifest(folder) == json.loads(json.dumps(manifest))
+        if not (resume and same):
+            finished = len(list(folder.glob("rows_*.npy")))
+            if finished:
+                why = "pass --resume to keep them" if same else "its settings or model differ"
+                warnings.warn(
+                    f"{place.target}: discarding {finished} finished blocks of an interrupted "
+                    f"run ({why})",
+                    stacklevel=2,
+                )
             shutil.rmtree(folder)
     folder.mkdir(parents=True, exist_ok=True)
     with atomic_path(folder / MANIFEST) as staging:

@@ -71,13 +71,37 @@ def test_a_killed_run_resumes_from_its_finished_blocks(scene, encoder, tmp_path,
     np.testing.assert_allclose(_read(out)[0], _read(tmp_path / "whole.tif")[0], atol=1e-6)
 
 
+def test_a_rerun_without_resume_says_it_discards_finished_blocks(
+    scene, encoder, tmp_path, monkeypatch
+):
+    out = tmp_path / "map.tif"
+    original = blocks.embed_reader
+    calls: list[int] = []
+
+    def dies_on_the_second_block(*args, **kwargs):
+        if calls:
+            raise KeyboardInterrupt
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(blocks, "embed_reader", dies_on_the_second_block)
+    with pytest.raises(KeyboardInterrupt):
+        _embed(scene, encoder, out, block_rows=3)
+    monkeypatch.setattr(blocks, "embed_reader", original)
+    with pytest.warns(UserWarning, match="discarding 1 finished blocks.*pass --resume"):
+        _embed(scene, encoder, out, block_rows=3)
+    _embed(scene, encoder, tmp_path / "whole.tif")
+    np.testing.assert_allclose(_read(out)[0], _read(tmp_path / "whole.tif")[0], atol=1e-6)
+
+
 def test_blocks_of_another_configuration_are_not_mixed_in(scene, encoder, tmp_path):
     out = tmp_path / "map.tif"
     folder = blocks_folder(out)
     folder.mkdir(parents=True)
     (folder / "manifest.json").write_text('{"stride": 999}')
     np.save(folder / "rows_000000_000003.npy", np.zeros((1, 1, 1), np.float32))
-    _embed(scene, encoder, out, block_rows=3, resume=True)
+    with pytest.warns(UserWarning, match="discarding 1 finished blocks.*settings or model differ"):
+        _embed(scene, encoder, out, block_rows=3, resume=True)
     _embed(scene, encoder, tmp_path / "whole.tif")
     np.testing.assert_allclose(_read(out)[0], _read(tmp_path / "whole.tif")[0], atol=1e-6)
 
