@@ -481,10 +481,6 @@ class ChipStore:
                 schema = reader.schema
             except (pa.ArrowException, OSError) as error:
                 raise self._corrupt(part, f"cannot be opened ({error})") from None
-            if not schema.equals(self._schema, check_metadata=False):
-                raise self._corrupt(
-                    part, f"has columns {schema} but the store's spec needs {self._schema}"
-                )
             written = (schema.metadata or {}).get(b"satmae_chipstore", b"")
             try:
                 part_spec = ChipSpec.from_json(json.loads(written), info.path)
@@ -496,6 +492,10 @@ class ChipStore:
                     f"{part_spec.to_json()} but {METADATA_FILE} says {self.spec.to_json()}; "
                     f"restore {METADATA_FILE} or delete the part and rerun its recipe"
                 )
+            if not schema.equals(self._schema, check_metadata=False):
+                columns = ", ".join(f"{f.name}: {f.type}" for f in schema)
+                needed = ", ".join(f"{f.name}: {f.type}" for f in self._schema)
+                raise self._corrupt(part, f"has columns ({columns}) but the spec needs ({needed})")
             expected = -(-info.count // self.spec.chips_per_batch)
             if reader.num_record_batches != expected:
                 raise self._corrupt(
