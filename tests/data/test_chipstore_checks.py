@@ -137,7 +137,7 @@ def rewrite_part(root: Path, name: str, change_row) -> None:
             np.array(row["times"]), np.array(row["bounds"]), np.array(row["transform"]),
             row["crs"], row["location"],
         )  # fmt: skip
-        row["crc"] = chip_checksum("crc32c", row["image"], row["valid"], metadata)
+        row["checksum"] = chip_checksum("xxh3_64", row["image"], row["valid"], metadata)
     schema = chip_schema(spec)
     with pa.ipc.new_file(str(path), schema) as sink:
         table = pa.Table.from_pylist(rows, schema=schema)
@@ -184,9 +184,9 @@ def test_flipped_byte_is_caught_by_the_checksum(store: Path, verify: str) -> Non
     flip_byte_in_blob(store, "a", 2)
     chips = ChipStore(store, verify=verify)  # type: ignore[arg-type]
     assert torch.equal(chips.read(1)["image"], make_chip(1)["image"])
-    with pytest.raises(ValueError, match=r"part 'a' .* chip 2 \(store index 2\) has crc32c"):
+    with pytest.raises(ValueError, match=r"part 'a' .* chip 2 \(store index 2\) has xxh3_64"):
         chips.read(2)
-    with pytest.raises(ValueError, match="crc32c"):
+    with pytest.raises(ValueError, match="xxh3_64"):
         chips.read_batch([0, 1, 2])
 
 

@@ -7,22 +7,23 @@
 decoded size and item size against the spec before decoding into its buffers.
 
 Checksums cover every stored byte of a chip (both compressed blobs and the metadata columns),
-computed on the compressed bytes, which are smaller than the decoded arrays. CRC-32C runs in
-hardware (``google-crc32c``): about 11 µs for a 13-band 96 x 96 chip, against 41 µs for
-``zlib.crc32`` and 60 µs to decode it.
+computed on the compressed bytes, which are smaller than the decoded arrays. The hash is
+XXH3-64 (``xxhash``): about 3 µs for a 13-band 96 x 96 chip of real Sentinel-2 pixels
+(196 KB stored), against 14 µs for CRC-32C in hardware (``google-crc32c``), 34-41 µs for
+``zlib.crc32`` and 55-60 µs to decode the chip; it catches accidental corruption (flipped
+bits, truncation, misplaced bytes), not tampering.
 """
 
 from __future__ import annotations
 
 import struct
-import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import google_crc32c
 import numcodecs
 import numpy as np
+import xxhash
 from numpy.typing import NDArray
 
 from satmae.bands import canonical_bands
@@ -40,19 +41,15 @@ _BLOSC_NAMES = ("blosclz", "lz4", "lz4hc", "zlib", "zstd")
 _BLOSC_SHUFFLES = (-1, 0, 1, 2)  # auto, none, byte, bit
 
 
-def _crc32c(data: Any, value: int) -> int:
-    # the C extension takes bytes or arrays but not memoryviews; viewing costs no copy
-    if isinstance(data, memoryview):
-        data = np.frombuffer(data, np.uint8)
-    return int(google_crc32c.extend(value, data))
+def _xxh3_64(*pieces: Any) -> int:
+    digest = xxhash.xxh3_64()
+    for piece in pieces:
+        digest.update(piece)
+    return int(digest.intdigest())
 
 
-def _crc32(data: Any, value: int) -> int:
-    return zlib.crc32(data, value)
-
-
-CHECKSUMS: dict[str, Callable[[Any, int], int]] = {"crc32c": _crc32c, "crc32": _crc32}
-DEFAULT_CHECKSUM = "crc32c"
+CHECKSUMS: dict[str, Callable[..., int]] = {"xxh3_64": _xxh3_64}
+DEFAULT_CHECKSUM = "xxh3_64"
 
 _FIELDS_V1 = {
     "format",
@@ -128,7 +125,7 @@ class ChipSpec:
         width: chip width W in pixels.
         codec: numcodecs configuration of the pixel and mask blobs (Blosc only).
         chips_per_batch: rows per Arrow record batch (the unit of sequential reads).
-        checksum: algorithm of the per-chip checksum (``"crc32c"``), or None for version-1
+        checksum: algorithm of the per-chip checksum (``"xxh3_64"``), or None for version-1
             stores, which have none.
         version: format version of the store.
     """
@@ -253,8 +250,7 @@ def row_metadata(
 
 def chip_checksum(algorithm: str, image: Any, valid: Any, metadata: bytes) -> int:
     """Checksum of one stored chip: its compressed image and mask blobs and its metadata."""
-    update = CHECKSUMS[algorithm]
-    return update(metadata, update(valid, update(image, 0)))
+    return CHECKSUMS[algorithm](image, valid, metadata)
 
 
 @dataclass(frozen=True)

@@ -3,14 +3,14 @@
 A chip is one place seen ``T`` times: uint16 pixels ``(T, C, H, W)``, acquisition times, a valid
 mask and a footprint (CRS, bounds, transform). A store is a folder (or fsspec URL) holding::
 
-    chipstore.json                format, version, bands, chip shape, codec, checksum
+    chipstore.json                format, version, bands, chip shape, codec, checksum algorithm
     parts/<name>.n<count>.arrow   committed parts: Arrow IPC files, one row per chip
     parts/.<name>.<uuid>.tmp      a part being written; invisible to readers
     index/<name>.json             one entry per committed part: file name, chips, bytes
 
 Each row holds the chip's pixels and packed valid mask as separately compressed blobs
 (Blosc-LZ4 with byte shuffle by default, the same codec Zarr uses), plus ``times``, ``crs``,
-``bounds``, ``transform``, ``location`` and ``crc`` (CRC-32C of the row's stored bytes)
+``bounds``, ``transform``, ``location`` and ``checksum`` (XXH3-64 of the row's stored bytes)
 columns, so any Arrow tool can read the metadata. Rows are grouped in record batches of
 ``chips_per_batch`` chips, the unit of sequential reads.
 
@@ -103,7 +103,7 @@ class _Batch:
     transform: NDArray[np.float64]
     crs: list[str]
     location: list[str]
-    crc: NDArray[np.uint32] | None
+    checksum: NDArray[np.uint64] | None
 
 
 def chip_schema(spec: ChipSpec) -> pa.Schema:
@@ -119,7 +119,7 @@ def chip_schema(spec: ChipSpec) -> pa.Schema:
         ("location", pa.string()),
     ]
     if spec.checksum is not None:
-        fields.append(("crc", pa.uint32()))
+        fields.append(("checksum", pa.uint64()))
     return pa.schema(fields, metadata=metadata)
 
 
@@ -542,7 +542,9 @@ class ChipStore:
 
         image_offsets, image_data = blobs("image")
         valid_offsets, valid_data = blobs("valid")
-        crc = record.column("crc").to_numpy() if self.spec.checksum is not None else None
+        checksum = None
+        if self.spec.checksum is not None:
+            checksum = record.column("checksum").to_numpy()
         return _Batch(
             image_offsets=image_offsets,
             image_data=image_data,
@@ -553,7 +555,7 @@ class ChipStore:
             transform=record.column("transform").flatten().to_numpy().reshape(-1, 6),
             crs=record.column("crs").to_pylist(),
             location=record.column("location").to_pylist(),
-            crc=crc,
+            checksum=checksum,
         )
 
     def _check_blob(
@@ -592,10 +594,10 @@ class ChipStore:
         frames, _, height, width = self.spec.shape
         image_blob = batch.image_data[batch.image_offsets[row] : batch.image_offsets[row + 1]]
         valid_blob = batch.valid_data[batch.valid_offsets[row] : batch.valid_offsets[row + 1]]
-        if batch.crc is not None and (
+        if batch.checksum is not None and (
             self.verify == "always" or (self.verify == "once" and not self._verified[index])
         ):
-            assert self.spec.checksum is not None  # a crc column exists only with a checksum
+            assert self.spec.checksum is not None  # the column exists only with an algorithm
             metadata = row_metadata(
                 batch.times[row],
                 batch.bounds[row],
@@ -604,11 +606,11 @@ class ChipStore:
                 batch.location[row],
             )
             found = chip_checksum(self.spec.checksum, image_blob, valid_blob, metadata)
-            if found != int(batch.crc[row]):
+            if found != int(batch.checksum[row]):
                 raise self._corrupt(
                     part,
                     f"chip {chip_row} (store index {index}) has {self.spec.checksum} "
-                    f"{found:08x} but {int(batch.crc[row]):08x} was written",
+                    f"{found:016x} but {int(batch.checksum[row]):016x} was written",
                 )
             self._verified[index] = True
         image = np.empty(self.spec.shape, np.uint16)

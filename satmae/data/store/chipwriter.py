@@ -206,7 +206,7 @@ class ChipStoreWriter:
             times_np, np.asarray(bounds), np.asarray(transform), row["crs"], location
         )
         assert self.spec.checksum is not None  # new parts go only into checksummed stores
-        row["crc"] = chip_checksum(self.spec.checksum, row["image"], row["valid"], metadata)
+        row["checksum"] = chip_checksum(self.spec.checksum, row["image"], row["valid"], metadata)
         self._rows.append(row)
         self.written += 1
         if len(self._rows) == self.spec.chips_per_batch:
