@@ -634,8 +634,8 @@ class ChipStore:
         except (RuntimeError, ValueError) as error:
             self._verify_chip(batch, part, row, index, image_blob, valid_blob)
             raise self._corrupt(part, f"chip {chip_row} cannot be decoded ({error})") from None
-        # verified after decoding, while the stored bytes are still in the CPU cache: hashing
-        # them first would read them from memory twice (measured: 2-3x the cost of the check)
+        # verified after decoding, while the stored bytes are still in the CPU cache (hashing
+        # them first measured +13 % per first read against +9 % this way)
         self._verify_chip(batch, part, row, index, image_blob, valid_blob)
         valid = np.unpackbits(packed, count=frames * height * width).astype(bool)
         chip: dict[str, Any] = {
