@@ -513,15 +513,14 @@ class ChipStore:
             return self._batches[key]
         per_batch = self.spec.chips_per_batch
         rows = min(per_batch, self.parts[part].count - number * per_batch)
+        reader = self._reader(part)  # raises its own errors, naming the part
         try:
-            record = self._reader(part).get_batch(number)
-            record.validate(full=True)
+            record = reader.get_batch(number)
+            record.validate(full=True)  # offsets and lengths within the buffers
             if record.num_rows != rows:
                 raise ValueError(f"{record.num_rows} rows where {rows} were written")
             batch = self._columns(record)
         except (pa.ArrowException, ValueError, IndexError, TypeError, OSError) as error:
-            if isinstance(error, ValueError) and str(error).startswith("chip store "):
-                raise
             raise self._corrupt(
                 part, f"has an unreadable record batch {number} ({error})"
             ) from None
