@@ -24,6 +24,7 @@ from satmae.data.readers.frames import frames_from_folder
 from satmae.data.readers.layouts import OSCD_IMAGES
 from satmae.data.store.chipping import ChipPlan, LocationTask, chip_location, part_name
 from satmae.data.store.chipstore import ChipStore
+from satmae.prep.chips import cut_locations
 
 RECIPES = Path(__file__).resolve().parents[1] / "data_prep"
 BANDS = ("B02", "B03", "B04", "B05", "B08", "B11")
@@ -144,6 +145,42 @@ def test_date_policies_count_what_they_skip(
     assert (report.written, report.skipped_dates, report.error) == (written, skipped, None)
     times = ChipStore(tmp_path).read(0)["times"].tolist()
     assert [datetime.fromtimestamp(t, UTC).month for t in times] == months
+
+
+@pytest.mark.parametrize(
+    ("policy", "frames", "asked", "has"),
+    [
+        ("all", 5, "5 frames", "4 dates (2021-01-15, 2021-04-15, 2021-07-15, 2021-10-15)"),
+        ("clearest", 6, "6 frames", "4 dates"),
+        ("season", 5, "5 consecutive seasons", "DJF 2021, MAM 2021, JJA 2021, SON 2021"),
+    ],
+)
+def test_plans_the_dates_cannot_give_are_refused_before_writing(
+    series_folder: Path, tmp_path: Path, policy: str, frames: int, asked: str, has: str
+) -> None:
+    plan = ChipPlan(bands=BANDS, size=16, frames=frames, date_policy=policy)  # type: ignore[arg-type]
+    series = tuple(frames_from_folder(series_folder))
+    report = chip_location(LocationTask("T31UDQ", series, str(tmp_path / "lib"), plan))
+    assert report.error is not None and report.written == 0
+    assert "'T31UDQ'" in report.error and asked in report.error and has in report.error
+    assert not (tmp_path / "lib").exists()  # no empty part committed
+    with pytest.raises(ValueError, match=f"cannot give {asked}"):
+        cut_locations({"T31UDQ": series}, str(tmp_path / "cut"), plan)
+    assert not (tmp_path / "cut").exists()
+    result = run_recipe(
+        "s2_scenes_to_chips.py", series_folder, "--out", tmp_path / "cli", "--bands", *BANDS,
+        "--frames", frames, "--dates", policy,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert f"location 'T31UDQ' cannot give {asked}" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "cli").exists()
+
+
+def test_recipe_without_locations_is_refused(tmp_path: Path) -> None:
+    plan = ChipPlan(bands=BANDS, size=16)
+    with pytest.raises(ValueError, match="no locations"):
+        cut_locations({}, str(tmp_path / "store"), plan)
 
 
 def test_low_valid_chips_are_dropped_and_counted(series_folder: Path, tmp_path: Path) -> None:

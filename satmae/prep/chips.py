@@ -7,7 +7,13 @@ from collections.abc import Mapping, Sequence
 
 from satmae.data.parallel import run_tasks
 from satmae.data.readers.frames import Frame
-from satmae.data.store.chipping import ChipPlan, LocationReport, LocationTask, chip_location
+from satmae.data.store.chipping import (
+    ChipPlan,
+    LocationReport,
+    LocationTask,
+    check_dates,
+    chip_location,
+)
 from satmae.data.store.chipstore import remove_temporaries
 
 logger = logging.getLogger(__name__)
@@ -35,7 +41,23 @@ def cut_locations(
 
     Returns:
         One report per location, in completion order; failed locations carry their error.
+
+    Raises:
+        ValueError: before anything is written, if there are no locations or a location's
+            dates cannot give the frames or seasons ``plan`` asks for
+            (:func:`~satmae.data.store.chipping.check_dates`).
     """
+    refused = []
+    for location, frames in sorted(groups.items()):
+        try:
+            check_dates(location, frames, plan)
+        except ValueError as error:
+            refused.append(str(error))
+    if refused:  # before anything is written
+        more = f" (and {len(refused) - 1} more locations)" if len(refused) > 1 else ""
+        raise ValueError(refused[0] + more)
+    if not groups:
+        raise ValueError(f"no locations to cut into {out}: the sources hold no dated scenes")
     if scheduler is None:
         removed = remove_temporaries(out)
         if removed:

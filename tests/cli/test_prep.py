@@ -87,6 +87,8 @@ def test_prep_help_lists_every_recipe(capsys: pytest.CaptureFixture[str]) -> Non
         (["s2-scenes", "DEMO", "--out", "OUT", "--min-valid", "2"], "min_valid"),
         (["s2-scenes", "DEMO", "--out", "OUT", "--dates", "each", "--frames", "3"], "frames"),
         (["s2-scenes", "DEMO"], "--out"),
+        (["s2-scenes", "DEMO", "--out", "OUT", "--frames", "99"], "cannot give 99 frames"),
+        (["s2-scenes", "DEMO", "--out", "OUT", "--dates", "season", "--frames", "9"], "seasons"),
         (["fmow-sentinel", "DEMO", "--out", "OUT", "--limit", "-1"], "--limit"),
         (["ssl4eo-s12", "DEMO", "--out", "OUT"], "s2c"),
         (["ssl4eo-s12", "DEMO", "--out", "OUT", "--split", "s1"], "--split"),

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import re
 import zlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import numpy as np
@@ -27,6 +28,7 @@ from satmae.data.sampling import (
     DatePolicy,
     grid_windows,
     random_windows,
+    season_of,
     select_dates,
     valid_fraction,
 )
@@ -154,12 +156,65 @@ def pick_frames(sample: Sample, plan: ChipPlan) -> Sample | None:
     return picked  # type: ignore[return-value]
 
 
+def _describe_dates(times: list[int]) -> str:
+    days = sorted({datetime.fromtimestamp(t, tz=UTC).strftime("%Y-%m-%d") for t in times})
+    shown = ", ".join(days[:6]) + (f", ... ({len(days)} dates)" if len(days) > 6 else "")
+    return f"{len(times)} dates ({shown})" if times else "no dates"
+
+
+def check_dates(location: str, frames: Sequence[Frame], plan: ChipPlan) -> None:
+    """Refuse a location whose dates can never give the chips ``plan`` asks for.
+
+    Window by window, :func:`pick_frames` also needs clear frames; this check looks only at the
+    dates, before anything is read or written, so a plan that no window could satisfy (more
+    frames than dates, seasons the dates do not cover) fails at once instead of writing an
+    empty part.
+
+    Args:
+        location: the location id (the source, in errors).
+        frames: its dated frames.
+        plan: the chip plan.
+
+    Raises:
+        ValueError: naming the location, what the plan asks and what the dates give.
+    """
+    times = [int(frame.time) for frame in frames]
+    if plan.date_policy == "each":
+        if not times:
+            raise ValueError(f"location {location!r} has no dates; --dates each needs at least 1")
+        return
+    if select_dates(times, [1.0] * len(times), plan.date_policy, plan.frames) is not None:
+        return
+    asked = (
+        f"{plan.frames} consecutive seasons (--dates season --frames {plan.frames})"
+        if plan.date_policy == "season"
+        else f"{plan.frames} frames (--frames {plan.frames})"
+    )
+    if plan.date_policy == "season":
+        seasons = sorted({season_of(t) for t in times})
+        names = ("DJF", "MAM", "JJA", "SON")
+        has = f"{_describe_dates(times)} in seasons " + ", ".join(
+            f"{names[season]} {year}" for year, season in seasons
+        )
+    else:
+        has = _describe_dates(times)
+    raise ValueError(
+        f"location {location!r} cannot give {asked}: it has {has}; lower --frames, choose "
+        "another --dates policy, or leave this source out"
+    )
+
+
 def chip_location(task: LocationTask) -> LocationReport:
     """Cut one location into one part; errors are reported, not raised, so others go on."""
     plan, part = task.plan, part_name(task.location)
     report = LocationReport(task.location, part)
     if part_exists(task.store, part, task.storage_options):
         report.resumed = True
+        return report
+    try:
+        check_dates(task.location, task.frames, plan)
+    except ValueError as error:  # nothing is written for it
+        report.error = str(error)
         return report
     policy = ValidityPolicy(max_invalid_fraction=1.0 - plan.min_valid, on_exceed="drop")
     # "each": every frame is a series of its own, cut on its own grid

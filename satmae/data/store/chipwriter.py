@@ -1,7 +1,8 @@
 """Writing chip store parts: one writer per part, committed atomically (DESIGN §8).
 
 See :mod:`satmae.data.store.chipstore` for the layout. A writer streams chips into a temporary file
-and renames it into place on :meth:`ChipStoreWriter.close`; a writer that is killed leaves only
+and renames it into place on :meth:`ChipStoreWriter.close`, then records it in the store's index
+(with its chip count and size; each chip carries a checksum); a writer that is killed leaves only
 a temporary file, which readers ignore and :func:`~satmae.data.store.chipstore.remove_temporaries`
 deletes.
 """
@@ -14,7 +15,6 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-import numcodecs
 import numpy as np
 import pyarrow as pa
 import torch
@@ -22,6 +22,7 @@ from fsspec.implementations.local import LocalFileSystem
 from numpy.typing import NDArray
 
 from satmae.bands import band_indices
+from satmae.data.store.chipspec import chip_checksum, codec_from_config, row_metadata
 from satmae.data.store.chipstore import (
     PARTS_DIR,
     PartInfo,
@@ -30,6 +31,8 @@ from satmae.data.store.chipstore import (
     create_store,
     filesystem,
     part_exists,
+    part_file_name,
+    write_index_entry,
 )
 from satmae.data.validity import ValidityPolicy
 
@@ -105,8 +108,9 @@ class ChipStoreWriter:
             )
         self.root, self.part, self.policy = str(root), part, policy
         self.written = self.skipped = 0
-        self._codec = numcodecs.get_codec(dict(self.spec.codec))
+        self._codec = codec_from_config(self.spec.codec, str(root))
         self._fs, path = filesystem(root, storage_options)
+        self._path = path
         self._folder = f"{path}/{PARTS_DIR}"
         self._temporary = f"{self._folder}/.{part}.{uuid.uuid4().hex}.tmp"
         self._schema = chip_schema(self.spec)
@@ -189,17 +193,21 @@ class ChipStoreWriter:
                 f"chip {location}: bounds need 4 values and transform 6, got "
                 f"{len(bounds)} and {len(transform)}"
             )
-        self._rows.append(
-            {
-                "image": self._codec.encode(np.ascontiguousarray(pixels)),
-                "valid": self._codec.encode(np.packbits(valid_np.reshape(-1))),
-                "times": times_np.tolist(),
-                "crs": str(sample.get("crs", "")),
-                "bounds": list(bounds),
-                "transform": list(transform),
-                "location": location,
-            }
+        row = {
+            "image": self._codec.encode(np.ascontiguousarray(pixels)),
+            "valid": self._codec.encode(np.packbits(valid_np.reshape(-1))),
+            "times": times_np.tolist(),
+            "crs": str(sample.get("crs", "")),
+            "bounds": list(bounds),
+            "transform": list(transform),
+            "location": location,
+        }
+        metadata = row_metadata(
+            times_np, np.asarray(bounds), np.asarray(transform), row["crs"], location
         )
+        assert self.spec.checksum is not None  # new parts go only into checksummed stores
+        row["checksum"] = chip_checksum(self.spec.checksum, row["image"], row["valid"], metadata)
+        self._rows.append(row)
         self.written += 1
         if len(self._rows) == self.spec.chips_per_batch:
             self._flush()
@@ -256,8 +264,10 @@ class ChipStoreWriter:
             os.fsync(self._file.fileno())
         self._file.close()
         self._closed = True
-        final = f"{self._folder}/{self.part}.n{self.written}.arrow"
+        final = f"{self._folder}/{part_file_name(self.part, self.written)}"
         self._fs.mv(self._temporary, final)
+        # the index entry commits the part: a reader refuses part files without one
+        write_index_entry(self._fs, self._path, self.part, self.written, int(self._fs.size(final)))
         return PartInfo(self.part, final, self.written)
 
     def abort(self) -> None:
