@@ -34,6 +34,8 @@ READABLE_VERSIONS = (1, 2)
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 METADATA_KEY = "satmae_config"
+CONTENTS: tuple[str, ...] = ("mae", "encoder")
+"""What a bundle holds: a whole masked autoencoder or only its encoder."""
 
 
 @dataclass(frozen=True)
@@ -109,10 +111,15 @@ class ModelSpec:
                 provenance=dict(provenance or {}),
                 source=source,
             )
-        except (KeyError, TypeError, IndexError) as error:
+        except KeyError as error:
             raise ValueError(
                 f"{source or 'model config'}: the architecture lacks {error}; it needs "
                 "band_groups, patch_size and img_size"
+            ) from None
+        except (TypeError, IndexError, ValueError, AttributeError) as error:
+            raise ValueError(
+                f"{source or 'model config'}: the architecture is invalid ({error}); export the "
+                "model again or fix config.json"
             ) from None
         return spec
 
@@ -146,14 +153,67 @@ class ModelSpec:
         if not isinstance(document.get("architecture"), Mapping):
             raise ValueError(f"{source} has no 'architecture'; not a satmae bundle config")
         stored = document.get("normalization")
+        if stored is not None and not isinstance(stored, Mapping):
+            raise ValueError(
+                f"{source}: 'normalization' must be a statistics object or null, got "
+                f"{type(stored).__name__}"
+            )
         normalization = Normalization.from_json(stored, source) if stored else None
-        return cls.from_config(
+        spec = cls.from_config(
             document["architecture"],
             normalization,
             document.get("provenance"),
             str(document.get("contents", "encoder")),
             source,
         )
+        spec.check_summary(document)
+        return spec
+
+    def check_summary(self, document: Mapping[str, Any]) -> None:
+        """Refuse a document whose top-level summary disagrees with its architecture.
+
+        Version-1 documents repeat ``bands``, ``band_groups``, ``time_fields``, ``patch_size``
+        and ``img_size`` beside the architecture; a copy that disagrees would describe another
+        model than the one that is built, so it is an error rather than ignored.
+
+        Raises:
+            ValueError: naming each field, both values and the source.
+        """
+        if self.contents not in CONTENTS:
+            raise ValueError(
+                f"{self.source}: contents must be one of {CONTENTS}, got {self.contents!r}"
+            )
+        built = {
+            "bands": list(self.bands),
+            "input_bands": list(self.input_bands),
+            "band_groups": [list(group) for group in self.band_groups],
+            "time_fields": list(self.time_fields),
+            "patch_size": self.patch_size,
+            "img_size": list(self.img_size),
+            "max_frames": self.max_frames,
+        }
+        disagree = []
+        for name, value in built.items():
+            if name not in document:
+                continue
+            given = document[name]
+            try:
+                if name in ("bands", "input_bands"):
+                    given = list(canonical_bands(given))
+                elif name == "band_groups":
+                    given = [list(canonical_bands(group)) for group in given]
+                elif name in ("time_fields", "img_size"):
+                    given = list(given)
+            except (TypeError, ValueError):
+                pass  # not comparable: reported as a disagreement below
+            if given != value:
+                disagree.append(f"{name} {document[name]!r} (the architecture says {value!r})")
+        if disagree:
+            raise ValueError(
+                f"{self.source} describes another model at its top level than its architecture: "
+                f"{'; '.join(disagree)}; the architecture is what loads, so fix or remove the "
+                "top-level fields"
+            )
 
     def describe(self) -> str:
         """A one-paragraph summary for people."""
@@ -188,7 +248,19 @@ def read_checkpoint(path: str | Path) -> Any:
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
             return torch.load(Path(path), map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, KeyError, IndexError) as error:
+    except (
+        pickle.UnpicklingError,
+        RuntimeError,
+        EOFError,
+        KeyError,
+        IndexError,
+        ValueError,
+        TypeError,
+        AttributeError,
+        UnicodeDecodeError,
+        OverflowError,
+        MemoryError,
+    ) as error:
         reason = (
             "no torch checkpoint, or objects other than tensors in it"
             if isinstance(error, pickle.UnpicklingError)
@@ -216,14 +288,25 @@ def read_document(path: str | Path) -> dict[str, Any]:
             raise FileNotFoundError(f"{path} has no {CONFIG_NAME}; not a satmae bundle")
         try:
             document: dict[str, Any] = json.loads((path / CONFIG_NAME).read_text("utf-8"))
-        except json.JSONDecodeError as error:
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise ValueError(f"{path / CONFIG_NAME} is not valid JSON: {error}") from None
         return document
-    with safe_open(str(path), framework="numpy") as handle:
-        text = (handle.metadata() or {}).get(METADATA_KEY)
+    from safetensors import SafetensorError
+
+    try:
+        with safe_open(str(path), framework="numpy") as handle:
+            text = (handle.metadata() or {}).get(METADATA_KEY)
+    except (SafetensorError, OSError) as error:
+        raise ValueError(
+            f"{path} is not a readable safetensors file ({error}); the bundle is damaged or "
+            "incomplete: export it again"
+        ) from None
     if text is None:
         raise ValueError(f"{path} has no {METADATA_KEY!r} metadata; not a satmae bundle")
-    loaded: dict[str, Any] = json.loads(text)
+    try:
+        loaded: dict[str, Any] = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: its {METADATA_KEY!r} metadata is not JSON: {error}") from None
     return loaded
 
 
