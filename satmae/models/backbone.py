@@ -28,7 +28,7 @@ def encode(
     encoder: SatMAEEncoder, x: Tensor, times: Tensor | None, blocks: Sequence[int] = ()
 ) -> EncoderFeatures:
     """Run the encoder on a timm-style tensor: ``(B, C, H, W)`` is one frame per sample."""
-    if x.ndim == 4:
+    if isinstance(x, Tensor) and x.ndim == 4:
         x = x.unsqueeze(1)  # (B, 1, C, H, W)
         times = None if times is None else times.reshape(-1, 1)
     if encoder.config.temporal and times is None:

@@ -10,7 +10,7 @@ sample or batch as read.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -22,8 +22,8 @@ from satmae.models.blocks import Block, LayerNorm
 from satmae.models.config import EncoderConfig
 from satmae.models.frames import frame_attention_mask
 from satmae.models.initialization import init_weights
-from satmae.models.inputs import ModelInputs, prepare_inputs
-from satmae.models.tokenizer import Tokenized, Tokenizer, check_image_type
+from satmae.models.inputs import ModelInputs, check_model_inputs, prepare_inputs
+from satmae.models.tokenizer import Tokenized, Tokenizer
 from satmae.normalization import Normalization, NormMode, StatsLike
 from satmae.spec import ModelSpec
 
@@ -172,7 +172,8 @@ class SatMAEEncoder(nn.Module):
         Raises:
             ValueError: see :func:`~satmae.models.inputs.prepare_inputs`.
         """
-        return prepare_inputs(self.config, self.normalization, batch).to(self.cls_token.device)
+        weight = self.cls_token
+        return prepare_inputs(self.config, self.normalization, batch, weight.device, weight.dtype)
 
     @property
     def spec(self) -> ModelSpec:
@@ -182,8 +183,20 @@ class SatMAEEncoder(nn.Module):
 
     # Named steps ----------------------------------------------------------------------------
 
+    def check_inputs(self, inputs: ModelInputs) -> ModelInputs:
+        """The one input check of every entry point (a no-op on inputs it already passed).
+
+        Refuses non-tensors, non-float images, wrong shapes, empty batches, NaN or inf,
+        times outside 1900-2100 seconds, masks of the wrong shape and inputs on another
+        device than the model; casts the image to the weights' dtype. See
+        :func:`~satmae.models.inputs.check_model_inputs`.
+        """
+        weight = self.cls_token
+        return check_model_inputs(self.config, inputs, weight.device, weight.dtype)
+
     def tokenize(self, inputs: ModelInputs) -> Tokenized:
-        """Validate the inputs once and embed them: tokens ``(B, T, G', L, D)``."""
+        """Check the inputs once (:meth:`check_inputs`) and embed them: ``(B, T, G', L, D)``."""
+        inputs = self.check_inputs(inputs)
         return self.tokenizer(  # type: ignore[no-any-return]
             inputs.image, inputs.times, inputs.bands, inputs.frame_mask
         )
@@ -271,9 +284,7 @@ class SatMAEEncoder(nn.Module):
 
     def encode(self, inputs: ModelInputs, blocks: Sequence[int] = ()) -> EncoderFeatures:
         """:meth:`forward` on prepared inputs (cast to the weights' dtype)."""
-        check_image_type(inputs.image)
-        inputs = replace(inputs, image=inputs.image.to(self.cls_token.dtype))
-        tokenized = self.tokenize(inputs)
+        tokenized = self.tokenize(self.check_inputs(inputs))
         tokens, attn_mask = self.select_visible(tokenized)
         out, kept = self.run_blocks(tokens, attn_mask, blocks)
         batch, frames, groups, _, dim = tokenized.tokens.shape
@@ -372,12 +383,14 @@ class SatMAEEncoder(nn.Module):
         if isinstance(x, Mapping):
             inputs = self.prepare(x)
         else:
-            image = torch.as_tensor(x)
-            if image.ndim == 4:
+            image = torch.from_numpy(x) if isinstance(x, np.ndarray) else x
+            if isinstance(image, Tensor) and image.ndim == 4:
                 image = image.unsqueeze(1)
                 times = None if times is None else torch.as_tensor(times).reshape(-1, 1)
-            inputs = ModelInputs(image.float(), times, bands, frame_mask=frame_mask)
-        inputs = inputs.to(self.cls_token.device)
+            inputs = ModelInputs(image, times, bands, frame_mask=frame_mask)
+        if isinstance(inputs.image, Tensor):
+            inputs = inputs.to(self.cls_token.device)  # embed moves inputs; forward refuses
+        inputs = self.check_inputs(inputs)
         size = batch_size or inputs.image.shape[0]
         parts = [
             self._embed_inputs(_batch_slice(inputs, start, start + size), pool, layers)
@@ -419,4 +432,5 @@ def _batch_slice(inputs: ModelInputs, start: int, stop: int) -> ModelInputs:
         inputs.bands,
         part(inputs.valid),
         part(inputs.frame_mask),
+        inputs.checked,
     )

@@ -142,8 +142,9 @@ class MaskedAutoencoder(nn.Module):
             if isinstance(x, Mapping)
             else ModelInputs(x, times, bands, valid, frame_mask)
         )
-        x, times, valid = inputs.image, inputs.times, inputs.valid
         encoder = self.encoder
+        inputs = encoder.check_inputs(inputs)
+        x, times, valid = inputs.image, inputs.times, inputs.valid
         tokenized = encoder.tokenize(inputs)
         batch, frames, groups, patches, _ = tokenized.tokens.shape
         token_shape = (batch, frames, groups, patches)
