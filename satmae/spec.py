@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,54 @@ CONFIG_NAME = "config.json"
 METADATA_KEY = "satmae_config"
 CONTENTS: tuple[str, ...] = ("mae", "encoder")
 """What a bundle holds: a whole masked autoencoder or only its encoder."""
+
+
+def positive_int(value: object, name: str) -> int:
+    """``value`` as an integer >= 1 (bools and fractions refused).
+
+    Raises:
+        ValueError: naming ``name``, the allowed range and the value.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    return int(value)
+
+
+def check_img_size(size: object) -> tuple[int, int]:
+    """``img_size`` as ``(H, W)`` positive integers (an int means a square).
+
+    Raises:
+        ValueError: for anything else.
+    """
+    values = (size, size) if isinstance(size, numbers.Integral) else size
+    try:
+        if not isinstance(values, tuple | list) or len(values) != 2:
+            raise ValueError
+        return positive_int(values[0], "H"), positive_int(values[1], "W")
+    except ValueError:
+        raise ValueError(f"img_size must be two integers (H, W) >= 1, got {size!r}") from None
+
+
+def band_names(value: object, name: str) -> tuple[str, ...]:
+    """Canonical band names of a list field (``band_groups`` entries, ``input_bands``…).
+
+    Raises:
+        ValueError: if ``value`` is not a list of known band names, or repeats a band.
+    """
+    if not isinstance(value, tuple | list) or not all(isinstance(band, str) for band in value):
+        raise ValueError(f"{name} must be a list of band names such as 'B04', got {value!r}")
+    return canonical_bands(value)
+
+
+def band_lists(value: object, name: str) -> tuple[tuple[str, ...], ...]:
+    """Canonical band names of a list-of-lists field (``band_groups``, ``head_bands``).
+
+    Raises:
+        ValueError: if ``value`` is not a list of lists of known band names.
+    """
+    if not isinstance(value, tuple | list):
+        raise ValueError(f"{name} must be a list of band lists, got {value!r}")
+    return tuple(band_names(group, f"{name}[{index}]") for index, group in enumerate(value))
 
 
 @dataclass(frozen=True)
@@ -94,17 +143,19 @@ class ModelSpec:
             ValueError: if the architecture lacks a required field.
         """
         try:
-            groups = tuple(canonical_bands(group) for group in architecture["band_groups"])
+            groups = band_lists(architecture["band_groups"], "band_groups")
             bands = tuple(band for group in groups for band in group)
             inputs = architecture.get("input_bands")
-            size = architecture["img_size"]
+            time_fields = architecture.get("time_fields") or ()
+            if not isinstance(time_fields, list | tuple):
+                raise ValueError(f"time_fields must be a list of names, got {time_fields!r}")
             spec = cls(
-                input_bands=canonical_bands(inputs) if inputs else bands,
+                input_bands=band_names(inputs, "input_bands") if inputs else bands,
                 band_groups=groups,
-                patch_size=int(architecture["patch_size"]),
-                img_size=(int(size[0]), int(size[1])),
-                time_fields=tuple(architecture.get("time_fields") or ()),
-                max_frames=int(architecture.get("max_frames", 1)),
+                patch_size=positive_int(architecture["patch_size"], "patch_size"),
+                img_size=check_img_size(architecture["img_size"]),
+                time_fields=tuple(time_fields),
+                max_frames=positive_int(architecture.get("max_frames", 1), "max_frames"),
                 normalization=normalization,
                 contents=contents,
                 architecture=dict(architecture),

@@ -16,11 +16,9 @@ from satmae.models.validation import (
     DECODER_LIMITS,
     ENCODER_LIMITS,
     MASKING_LIMITS,
-    band_lists,
-    band_names,
     check_fields,
-    check_img_size,
 )
+from satmae.spec import band_lists, band_names, check_img_size
 
 MaskMode = Literal["independent", "consistent"]
 DecoderKind = Literal["full", "cross"]

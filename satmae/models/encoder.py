@@ -22,7 +22,12 @@ from satmae.models.blocks import Block, LayerNorm
 from satmae.models.config import EncoderConfig
 from satmae.models.frames import frame_attention_mask
 from satmae.models.initialization import init_weights
-from satmae.models.inputs import ModelInputs, check_model_inputs, prepare_inputs
+from satmae.models.inputs import (
+    ModelInputs,
+    block_indices,
+    check_model_inputs,
+    prepare_inputs,
+)
 from satmae.models.tokenizer import Tokenized, Tokenizer
 from satmae.normalization import Normalization, NormMode, StatsLike
 from satmae.spec import ModelSpec
@@ -238,12 +243,9 @@ class SatMAEEncoder(nn.Module):
         Returns:
             ``(B, 1+N, D)`` normed output and ``{block: (B, 1+N, D)}`` (not normed).
         """
-        depth = len(self.blocks)
-        if bad := [index for index in keep if not -depth <= index < depth]:
-            raise ValueError(f"blocks {bad} are outside the encoder's {depth} blocks")
+        wanted = set(block_indices(keep, len(self.blocks)))
         cls = self.cls_token.expand(tokens.shape[0], -1, -1).to(tokens.dtype)
         x = torch.cat([cls, tokens], dim=1)  # (B, 1+N, D)
-        wanted = {index % depth for index in keep}
         kept = {}
         for index, block in enumerate(self.blocks):
             x = block(x, attn_mask)
@@ -371,9 +373,8 @@ class SatMAEEncoder(nn.Module):
         """
         if pool not in POOL_MODES:
             raise ValueError(f"pool must be one of {POOL_MODES}, got {pool!r}")
-        depth = len(self.blocks)
-        if layers is not None and (bad := [i for i in layers if not -depth <= i < depth]):
-            raise ValueError(f"layers {bad} are outside the model's {depth} blocks")
+        if layers is not None:
+            block_indices(layers, len(self.blocks), "layers")
         if batch_size is not None and batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
         if type(x).__module__.startswith("xarray"):

@@ -236,6 +236,26 @@ def _check_times(
     return given
 
 
+def block_indices(indices: Sequence[int], depth: int, name: str = "blocks") -> list[int]:
+    """Block indices in ``[0, depth)``; negative ones count from the end, as in Python.
+
+    Raises:
+        ValueError: naming ``name``, the indices outside ``[-depth, depth)`` and the depth.
+    """
+    if bad := [
+        index
+        for index in indices
+        if isinstance(index, bool)
+        or not isinstance(index, int | np.integer)
+        or not -depth <= index < depth
+    ]:
+        raise ValueError(
+            f"{name} {bad} are outside the model's {depth} blocks; give integers from "
+            f"{-depth} to {depth - 1} (negative ones count from the end)"
+        )
+    return [int(index) % depth for index in indices]
+
+
 def _tensor(value: Any) -> Tensor:
     return torch.from_numpy(np.asarray(value)) if isinstance(value, np.ndarray) else value
 

@@ -24,8 +24,6 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from satmae.bands import canonical_bands
-
 if TYPE_CHECKING:
     from torch import nn
 
@@ -123,44 +121,6 @@ def check_fields(config: object, limits: Mapping[str, Limit]) -> None:
     ]
     if bad:
         raise ValueError("; ".join(bad))
-
-
-def check_img_size(size: object) -> tuple[int, int]:
-    """``img_size`` as ``(H, W)`` positive integers (an int means a square).
-
-    Raises:
-        ValueError: for anything else.
-    """
-    values = (size, size) if isinstance(size, numbers.Integral) else size
-    if (
-        not isinstance(values, tuple | list)
-        or len(values) != 2
-        or not all(POSITIVE.allows(value) for value in values)
-    ):
-        raise ValueError(f"img_size must be two integers (H, W) >= 1, got {size!r}")
-    return int(values[0]), int(values[1])
-
-
-def band_names(value: object, name: str) -> tuple[str, ...]:
-    """Canonical band names of a list field (``band_groups`` entries, ``input_bands``…).
-
-    Raises:
-        ValueError: if ``value`` is not a list of known band names, or repeats a band.
-    """
-    if not isinstance(value, tuple | list) or not all(isinstance(band, str) for band in value):
-        raise ValueError(f"{name} must be a list of band names such as 'B04', got {value!r}")
-    return canonical_bands(value)
-
-
-def band_lists(value: object, name: str) -> tuple[tuple[str, ...], ...]:
-    """Canonical band names of a list-of-lists field (``band_groups``, ``head_bands``).
-
-    Raises:
-        ValueError: if ``value`` is not a list of lists of known band names.
-    """
-    if not isinstance(value, tuple | list):
-        raise ValueError(f"{name} must be a list of band lists, got {value!r}")
-    return tuple(band_names(group, f"{name}[{index}]") for index, group in enumerate(value))
 
 
 # Loading ------------------------------------------------------------------------------------
