@@ -73,7 +73,10 @@ def band_names(value: object, name: str) -> tuple[str, ...]:
     """
     if not isinstance(value, tuple | list) or not all(isinstance(band, str) for band in value):
         raise ValueError(f"{name} must be a list of band names such as 'B04', got {value!r}")
-    return canonical_bands(value)
+    try:
+        return canonical_bands(value)
+    except ValueError as error:
+        raise ValueError(f"{name}: {error}") from None
 
 
 def band_lists(value: object, name: str) -> tuple[tuple[str, ...], ...]:
@@ -250,9 +253,9 @@ class ModelSpec:
             given = document[name]
             try:
                 if name in ("bands", "input_bands"):
-                    given = list(canonical_bands(given))
+                    given = list(band_names(given, name))
                 elif name == "band_groups":
-                    given = [list(canonical_bands(group)) for group in given]
+                    given = [list(group) for group in band_lists(given, name)]
                 elif name in ("time_fields", "img_size"):
                     given = list(given)
             except (TypeError, ValueError):
@@ -299,19 +302,9 @@ def read_checkpoint(path: str | Path) -> Any:
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
             return torch.load(Path(path), map_location="cpu", weights_only=True)
-    except (
-        pickle.UnpicklingError,
-        RuntimeError,
-        EOFError,
-        KeyError,
-        IndexError,
-        ValueError,
-        TypeError,
-        AttributeError,
-        UnicodeDecodeError,
-        OverflowError,
-        MemoryError,
-    ) as error:
+    # The bytes are untrusted: whatever torch's reader raises on them (unpickling, zip, struct,
+    # decoding, memory errors…) means the same thing to the user, an unreadable file.
+    except Exception as error:
         reason = (
             "no torch checkpoint, or objects other than tensors in it"
             if isinstance(error, pickle.UnpicklingError)

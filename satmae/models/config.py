@@ -161,7 +161,7 @@ class EncoderConfig:
             )
         unknown = [name for name in self.time_fields if name not in TIME_FIELDS]
         if unknown:
-            raise ValueError(f"unknown time fields {unknown}; choose from {TIME_FIELDS}")
+            raise ValueError(f"unknown time_fields {unknown}; choose from {TIME_FIELDS}")
         _check_choice("encoding", self.encoding, EncodingKind)
         if self.max_frames < 1:
             raise ValueError(f"max_frames must be >= 1, got {self.max_frames}")
@@ -349,16 +349,20 @@ def _widths(
 
 def _check_widths(where: str, widths: tuple[int, int, int], time_fields: tuple[str, ...]) -> None:
     spatial, group, time = widths
+    prefix = "decoder_" if where == "decoder" else ""
+    width = "decoder_dim" if where == "decoder" else "embed_dim"
     if spatial <= 0 or spatial % 4:
         raise ValueError(
-            f"{where} spatial encoding width {spatial} (width − group − time) must be a "
-            "positive multiple of 4; change the widths"
+            f"{where} spatial encoding width {spatial} ({width} − {prefix}group_dim − "
+            f"{prefix}time_dim) must be a positive multiple of 4; change the widths"
         )
     if group % 2:
-        raise ValueError(f"{where} group encoding width must be even, got {group}")
+        raise ValueError(f"{prefix}group_dim must be even, got {group}")
     parts = max(len(time_fields), 1)
     if time % parts or (time // parts) % 2:
-        raise ValueError(f"{where} time width {time} must split into {parts} even parts")
+        raise ValueError(
+            f"{prefix}time_dim {time} must split into {parts} even parts (one per time field)"
+        )
 
 
 _ALL_FIELDS = {f.name for f in fields(MAEConfig)}

@@ -208,7 +208,7 @@ def check_checkpoint(
         if strict:
             raise ValueError(f"{message}. Pass strict=False to load anyway without them")
         warnings.warn(f"{message}; they are skipped (strict=False)", stacklevel=3)
-    check_normalization(spec, getattr(model, "bands", ()), source)
+    check_normalization(spec, spec.bands, source)
     return {key: value for key, value in state.items() if key in own}
 
 
