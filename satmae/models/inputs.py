@@ -8,6 +8,7 @@ so a model is never fed data normalised differently from its training data.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -147,7 +148,7 @@ def check_model_inputs(
         )
     if device is not None:
         _same_device(name, image, device)
-    if not bool(torch.isfinite(image.sum(dtype=torch.float32))):
+    if not math.isfinite(float(image.sum(dtype=torch.float32))):  # one reduction, one sync
         bad = int((~torch.isfinite(image)).sum())
         if bad:
             raise ValueError(
@@ -225,8 +226,9 @@ def _check_times(
                 f"{name} from {float(given.min()):.0f} to {float(given.max()):.0f} are outside "
                 "1900-2100 as seconds since 1970-01-01 UTC"
             )
-    given = given.to(torch.int64)
-    low, high = int(given.min()), int(given.max())
+    if given.dtype != torch.int64:
+        given = given.to(torch.int64)
+    low, high = (value.item() for value in torch.aminmax(given))
     if high > LATEST_TIME or low < EARLIEST_TIME:
         hint = "; these look like milliseconds: divide by 1000" if high > 1000 * 946_684_800 else ""
         raise ValueError(
