@@ -179,3 +179,14 @@ def test_lightning_checkpoint_without_weights_names_the_file(tmp_path):
     torch.save({"satmae_config": create_model("satmae_tiny").spec.to_json()}, path)
     with pytest.raises(ValueError, match=r"last\.ckpt has a 'satmae_config' entry but no"):
         load_encoder(path)
+
+
+def test_export_refuses_weights_its_config_lacks_unless_not_strict(bundle, tmp_path, capsys):
+    from satmae.cli import main
+
+    copy = _depth(bundle, tmp_path, 1)
+    assert main(["export", str(copy), "--out", str(tmp_path / "out")]) != 0
+    assert "strict=False" in capsys.readouterr().err
+    with pytest.warns(UserWarning, match="skipped"):
+        assert main(["export", str(copy), "--out", str(tmp_path / "out"), "--not-strict"]) == 0
+    assert len(load_mae(tmp_path / "out").encoder.blocks) == 1
