@@ -90,8 +90,15 @@ def check_model_inputs(
     device: torch.device | None = None,
     dtype: torch.dtype | None = None,
     names: Mapping[str, str] = TENSOR_NAMES,
+    geometry: bool = True,
 ) -> ModelInputs:
     """The one check of model inputs, run once by every entry point before any layer.
+
+    The content (types, shapes, values, devices) is checked once: inputs it passed carry
+    ``checked`` and are not scanned again. The sizes the model's geometry needs (frames up to
+    ``max_frames``, pixels divisible by the patch) are checked whenever ``geometry`` is set:
+    ``prepare`` leaves them to the forward, since a whole scene is prepared before it is cut
+    into windows.
 
     Cheap by design: shapes and dtypes are metadata; finiteness is one sum over the image
     (an element-wise pass only when that sum is not finite) and times cost a min and a max.
@@ -103,6 +110,7 @@ def check_model_inputs(
         device: the model's device; inputs elsewhere are refused. ``None`` skips this check.
         dtype: the model's weight dtype; a floating image is cast to it.
         names: how messages name each input (argument names or batch keys).
+        geometry: check frames and patch divisibility (metadata only, always cheap).
 
     Returns:
         the inputs with the image in ``dtype``, times int64, masks bool, ``checked`` set.
@@ -110,8 +118,32 @@ def check_model_inputs(
     Raises:
         ValueError: naming the input, what was expected and what was given.
     """
-    if inputs.checked:
-        return inputs
+    image = inputs.image
+    name = names["image"]
+    if not inputs.checked:
+        inputs = _check_content(inputs, device, dtype, names)
+    if geometry:
+        frames, height, width = image.shape[1], image.shape[3], image.shape[4]
+        if frames > config.max_frames:
+            raise ValueError(
+                f"the model takes at most max_frames={config.max_frames} frames, got {frames} "
+                f"in {name}"
+            )
+        patch = config.patch_size
+        if height % patch or width % patch:
+            raise ValueError(
+                f"image {height}x{width} is not divisible by patch_size={patch}; crop or pad {name}"
+            )
+    return inputs
+
+
+def _check_content(
+    inputs: ModelInputs,
+    device: torch.device | None,
+    dtype: torch.dtype | None,
+    names: Mapping[str, str],
+) -> ModelInputs:
+    """Everything of :func:`check_model_inputs` but the sizes the model's geometry needs."""
     image = inputs.image
     name = names["image"]
     if not isinstance(image, Tensor):
@@ -137,15 +169,6 @@ def check_model_inputs(
             "band and pixel"
         )
     batch, frames, _, height, width = image.shape
-    if frames > config.max_frames:
-        raise ValueError(
-            f"the model takes at most max_frames={config.max_frames} frames, got {frames} in {name}"
-        )
-    patch = config.patch_size
-    if height % patch or width % patch:
-        raise ValueError(
-            f"image {height}x{width} is not divisible by patch_size={patch}; crop or pad {name}"
-        )
     if device is not None:
         _same_device(name, image, device)
     if not math.isfinite(float(image.sum(dtype=torch.float32))):  # one reduction, one sync
@@ -347,4 +370,4 @@ def prepare_inputs(
     )
     if device is not None:
         inputs = inputs.to(device)
-    return check_model_inputs(config, inputs, device, dtype, BATCH_NAMES)
+    return check_model_inputs(config, inputs, device, dtype, BATCH_NAMES, geometry=False)
