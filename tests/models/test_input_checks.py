@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -164,3 +166,17 @@ def test_an_all_invalid_batch_gives_a_zero_loss_flagged_empty():
     assert out.empty and int(out.counted) == 0
     assert out.loss.item() == 0.0 and torch.isfinite(out.group_losses).all()
     assert not model(_x(), _times()).empty
+
+
+def test_prepare_takes_a_whole_scene_and_the_forward_checks_the_patch_grid(encoder):
+    scene = {
+        "image": torch.full((2, 10, 20, 27), 1000.0),
+        "bands": encoder.bands,
+        "times": _times()[0],
+    }
+    inputs = encoder.prepare(scene)  # a scene is prepared before it is cut into windows
+    assert inputs.checked and inputs.image.shape == (1, 2, 10, 20, 27)
+    with pytest.raises(ValueError, match=r"20x27 is not divisible by patch_size=8"):
+        encoder.encode(inputs)
+    window = encoder.encode(replace(inputs, image=inputs.image[..., :16, :24]))
+    assert torch.isfinite(window.pooled).all()
