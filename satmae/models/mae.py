@@ -243,9 +243,7 @@ class MaskedAutoencoder(nn.Module):
             return None
         batch, frames, _, patches = shape
         usable = torch.ones(batch, frames, 1, patches, dtype=torch.bool, device=device)
-        if valid is not None:
-            if valid.ndim != 4 or valid.shape[:2] != (batch, frames):
-                raise ValueError(f"expected valid of shape (B, T, H, W), got {tuple(valid.shape)}")
+        if valid is not None:  # (B, T, H, W), checked by the encoder's check_inputs
             fraction = patchify(valid[:, :, None].float(), self.config.patch_size).mean(-1)
             usable = usable & (fraction >= self.config.min_valid_fraction)  # (B, T, 1, L)
         if frame_mask is not None:
