@@ -14,6 +14,7 @@ This module imports neither the models nor rasterio, so data checks and the CLI 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -150,14 +151,32 @@ class BandStats:
         Raises:
             ValueError: if the layout is not recognised, a band name is unknown, or a std <= 0.
         """
+        if not isinstance(data, Mapping):
+            raise ValueError(f"{source}: statistics must be an object, got {type(data).__name__}")
         if "bands" in data:
-            entries: Mapping[str, Any] = data["bands"]
+            entries: Any = data["bands"]
         elif "mean" in data and "std" in data:
-            entries = {b: {"mean": data["mean"][b], "std": data["std"][b]} for b in data["mean"]}
+            means, stds = data["mean"], data["std"]
+            if not isinstance(means, Mapping) or not isinstance(stds, Mapping):
+                raise ValueError(
+                    f"{source}: 'mean' and 'std' must map band names to numbers, got "
+                    f"{type(means).__name__} and {type(stds).__name__}"
+                )
+            if set(means) != set(stds):
+                raise ValueError(
+                    f"{source}: 'mean' covers bands {sorted(means)} but 'std' covers "
+                    f"{sorted(stds)}; give both for the same bands"
+                )
+            entries = {band: {"mean": means[band], "std": stds[band]} for band in means}
         else:
             raise ValueError(
                 f"{source} is neither a satmae stats file ({{'bands': {{...}}}}) nor a "
-                f"normalisation dict ({{'mean': {{...}}, 'std': {{...}}}}); keys: {sorted(data)}"
+                f"normalisation dict ({{'mean': {{...}}, 'std': {{...}}}}); keys: "
+                f"{sorted(map(str, data))}"
+            )
+        if not isinstance(entries, Mapping):
+            raise ValueError(
+                f"{source}: 'bands' must map each band name to its mean and std, got {entries!r}"
             )
         stats = cls(
             mean={},
@@ -167,11 +186,16 @@ class BandStats:
         )
         stats.exact = bool(data.get("exact_percentiles", True))
         for name, entry in entries.items():
-            band = canonical_band(name)
-            stats.mean[band] = float(entry["mean"])
-            stats.std[band] = float(entry["std"])
-            if not stats.std[band] > 0:
-                raise ValueError(f"{source}: band {band} has std {stats.std[band]}; it must be > 0")
+            try:
+                band = canonical_band(name)
+            except (ValueError, AttributeError):
+                raise ValueError(f"{source}: unknown band {name!r} in the statistics") from None
+            mean, std = _stat(entry, "mean", band, source), _stat(entry, "std", band, source)
+            if not std > 0:
+                raise ValueError(f"{source}: band {band} has std {std}; it must be > 0")
+            if band in stats.mean:
+                raise ValueError(f"{source}: band {band} is given twice ({name!r})")
+            stats.mean[band], stats.std[band] = mean, std
             for key, table in stats._optional_tables():
                 if key in entry:
                     table[band] = entry[key]
@@ -181,6 +205,18 @@ class BandStats:
         """Write the JSON form (atomically: a killed run leaves the old file or none)."""
         with atomic_path(path) as staging:
             staging.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+
+
+def _stat(entry: Any, key: str, band: str, source: str) -> float:
+    """The finite number ``entry[key]`` of a band's statistics, or a ValueError naming it."""
+    value = entry.get(key) if isinstance(entry, Mapping) else None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(
+            f"{source}: band {band} needs a finite number as {key}, got {value!r}"
+            if isinstance(entry, Mapping)
+            else f"{source}: band {band} needs {{'mean': number, 'std': number}}, got {entry!r}"
+        )
+    return float(value)
 
 
 def load_stats(name_or_path: str | Path) -> BandStats:
@@ -282,8 +318,18 @@ class Normalization:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any], source: str = "normalization") -> Normalization:
-        """Inverse of :meth:`to_json`; also reads version-1 bundles' ``{"mean", "std"}`` form."""
-        return cls(BandStats.from_dict(data, source), data.get("mode", "zscore"))
+        """Inverse of :meth:`to_json`; also reads version-1 bundles' ``{"mean", "std"}`` form.
+
+        Raises:
+            ValueError: naming ``source`` for malformed statistics or an unknown mode.
+        """
+        stats = BandStats.from_dict(data, source)
+        mode = data.get("mode", "zscore")
+        if mode not in NORM_MODES:
+            raise ValueError(
+                f"{source}: normalisation mode must be one of {NORM_MODES}, got {mode!r}"
+            )
+        return cls(stats, mode)
 
     @classmethod
     def of(

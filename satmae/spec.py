@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,59 @@ READABLE_VERSIONS = (1, 2)
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 METADATA_KEY = "satmae_config"
+CONTENTS: tuple[str, ...] = ("mae", "encoder")
+"""What a bundle holds: a whole masked autoencoder or only its encoder."""
+
+
+def positive_int(value: object, name: str) -> int:
+    """``value`` as an integer >= 1 (bools and fractions refused).
+
+    Raises:
+        ValueError: naming ``name``, the allowed range and the value.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    return int(value)
+
+
+def check_img_size(size: object) -> tuple[int, int]:
+    """``img_size`` as ``(H, W)`` positive integers (an int means a square).
+
+    Raises:
+        ValueError: for anything else.
+    """
+    values = (size, size) if isinstance(size, numbers.Integral) else size
+    try:
+        if not isinstance(values, tuple | list) or len(values) != 2:
+            raise ValueError
+        return positive_int(values[0], "H"), positive_int(values[1], "W")
+    except ValueError:
+        raise ValueError(f"img_size must be two integers (H, W) >= 1, got {size!r}") from None
+
+
+def band_names(value: object, name: str) -> tuple[str, ...]:
+    """Canonical band names of a list field (``band_groups`` entries, ``input_bands``…).
+
+    Raises:
+        ValueError: if ``value`` is not a list of known band names, or repeats a band.
+    """
+    if not isinstance(value, tuple | list) or not all(isinstance(band, str) for band in value):
+        raise ValueError(f"{name} must be a list of band names such as 'B04', got {value!r}")
+    try:
+        return canonical_bands(value)
+    except ValueError as error:
+        raise ValueError(f"{name}: {error}") from None
+
+
+def band_lists(value: object, name: str) -> tuple[tuple[str, ...], ...]:
+    """Canonical band names of a list-of-lists field (``band_groups``, ``head_bands``).
+
+    Raises:
+        ValueError: if ``value`` is not a list of lists of known band names.
+    """
+    if not isinstance(value, tuple | list):
+        raise ValueError(f"{name} must be a list of band lists, got {value!r}")
+    return tuple(band_names(group, f"{name}[{index}]") for index, group in enumerate(value))
 
 
 @dataclass(frozen=True)
@@ -92,27 +146,34 @@ class ModelSpec:
             ValueError: if the architecture lacks a required field.
         """
         try:
-            groups = tuple(canonical_bands(group) for group in architecture["band_groups"])
+            groups = band_lists(architecture["band_groups"], "band_groups")
             bands = tuple(band for group in groups for band in group)
             inputs = architecture.get("input_bands")
-            size = architecture["img_size"]
+            time_fields = architecture.get("time_fields") or ()
+            if not isinstance(time_fields, list | tuple):
+                raise ValueError(f"time_fields must be a list of names, got {time_fields!r}")
             spec = cls(
-                input_bands=canonical_bands(inputs) if inputs else bands,
+                input_bands=band_names(inputs, "input_bands") if inputs else bands,
                 band_groups=groups,
-                patch_size=int(architecture["patch_size"]),
-                img_size=(int(size[0]), int(size[1])),
-                time_fields=tuple(architecture.get("time_fields") or ()),
-                max_frames=int(architecture.get("max_frames", 1)),
+                patch_size=positive_int(architecture["patch_size"], "patch_size"),
+                img_size=check_img_size(architecture["img_size"]),
+                time_fields=tuple(time_fields),
+                max_frames=positive_int(architecture.get("max_frames", 1), "max_frames"),
                 normalization=normalization,
                 contents=contents,
                 architecture=dict(architecture),
                 provenance=dict(provenance or {}),
                 source=source,
             )
-        except (KeyError, TypeError, IndexError) as error:
+        except KeyError as error:
             raise ValueError(
                 f"{source or 'model config'}: the architecture lacks {error}; it needs "
                 "band_groups, patch_size and img_size"
+            ) from None
+        except (TypeError, IndexError, ValueError, AttributeError) as error:
+            raise ValueError(
+                f"{source or 'model config'}: the architecture is invalid ({error}); export the "
+                "model again or fix config.json"
             ) from None
         return spec
 
@@ -146,14 +207,67 @@ class ModelSpec:
         if not isinstance(document.get("architecture"), Mapping):
             raise ValueError(f"{source} has no 'architecture'; not a satmae bundle config")
         stored = document.get("normalization")
+        if stored is not None and not isinstance(stored, Mapping):
+            raise ValueError(
+                f"{source}: 'normalization' must be a statistics object or null, got "
+                f"{type(stored).__name__}"
+            )
         normalization = Normalization.from_json(stored, source) if stored else None
-        return cls.from_config(
+        spec = cls.from_config(
             document["architecture"],
             normalization,
             document.get("provenance"),
             str(document.get("contents", "encoder")),
             source,
         )
+        spec.check_summary(document)
+        return spec
+
+    def check_summary(self, document: Mapping[str, Any]) -> None:
+        """Refuse a document whose top-level summary disagrees with its architecture.
+
+        Version-1 documents repeat ``bands``, ``band_groups``, ``time_fields``, ``patch_size``
+        and ``img_size`` beside the architecture; a copy that disagrees would describe another
+        model than the one that is built, so it is an error rather than ignored.
+
+        Raises:
+            ValueError: naming each field, both values and the source.
+        """
+        if self.contents not in CONTENTS:
+            raise ValueError(
+                f"{self.source}: contents must be one of {CONTENTS}, got {self.contents!r}"
+            )
+        built = {
+            "bands": list(self.bands),
+            "input_bands": list(self.input_bands),
+            "band_groups": [list(group) for group in self.band_groups],
+            "time_fields": list(self.time_fields),
+            "patch_size": self.patch_size,
+            "img_size": list(self.img_size),
+            "max_frames": self.max_frames,
+        }
+        disagree = []
+        for name, value in built.items():
+            if name not in document:
+                continue
+            given = document[name]
+            try:
+                if name in ("bands", "input_bands"):
+                    given = list(band_names(given, name))
+                elif name == "band_groups":
+                    given = [list(group) for group in band_lists(given, name)]
+                elif name in ("time_fields", "img_size"):
+                    given = list(given)
+            except (TypeError, ValueError):
+                pass  # not comparable: reported as a disagreement below
+            if given != value:
+                disagree.append(f"{name} {document[name]!r} (the architecture says {value!r})")
+        if disagree:
+            raise ValueError(
+                f"{self.source} describes another model at its top level than its architecture: "
+                f"{'; '.join(disagree)}; the architecture is what loads, so fix or remove the "
+                "top-level fields"
+            )
 
     def describe(self) -> str:
         """A one-paragraph summary for people."""
@@ -188,7 +302,9 @@ def read_checkpoint(path: str | Path) -> Any:
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
             return torch.load(Path(path), map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, KeyError, IndexError) as error:
+    # The bytes are untrusted: whatever torch's reader raises on them (unpickling, zip, struct,
+    # decoding, memory errors…) means the same thing to the user, an unreadable file.
+    except Exception as error:
         reason = (
             "no torch checkpoint, or objects other than tensors in it"
             if isinstance(error, pickle.UnpicklingError)
@@ -216,14 +332,25 @@ def read_document(path: str | Path) -> dict[str, Any]:
             raise FileNotFoundError(f"{path} has no {CONFIG_NAME}; not a satmae bundle")
         try:
             document: dict[str, Any] = json.loads((path / CONFIG_NAME).read_text("utf-8"))
-        except json.JSONDecodeError as error:
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise ValueError(f"{path / CONFIG_NAME} is not valid JSON: {error}") from None
         return document
-    with safe_open(str(path), framework="numpy") as handle:
-        text = (handle.metadata() or {}).get(METADATA_KEY)
+    from safetensors import SafetensorError
+
+    try:
+        with safe_open(str(path), framework="numpy") as handle:
+            text = (handle.metadata() or {}).get(METADATA_KEY)
+    except (SafetensorError, OSError) as error:
+        raise ValueError(
+            f"{path} is not a readable safetensors file ({error}); the bundle is damaged or "
+            "incomplete: export it again"
+        ) from None
     if text is None:
         raise ValueError(f"{path} has no {METADATA_KEY!r} metadata; not a satmae bundle")
-    loaded: dict[str, Any] = json.loads(text)
+    try:
+        loaded: dict[str, Any] = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: its {METADATA_KEY!r} metadata is not JSON: {error}") from None
     return loaded
 
 

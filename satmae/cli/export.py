@@ -16,7 +16,12 @@ def run(args: argparse.Namespace) -> int:
     occupied = out.is_file() or (out.is_dir() and any(out.iterdir()))
     if occupied and not args.overwrite:
         raise CommandError(f"{out} exists and is not empty; pass --overwrite to replace it")
-    model = load_encoder(args.checkpoint) if args.encoder_only else load_mae(args.checkpoint)
+    strict = not args.not_strict
+    model = (
+        load_encoder(args.checkpoint, strict=strict)
+        if args.encoder_only
+        else load_mae(args.checkpoint, strict=strict)
+    )
     save_bundle(model, out, provenance={"exported_from": str(args.checkpoint)})
     kind = "encoder" if args.encoder_only else "masked autoencoder"
     print(f"wrote the {kind} bundle {out} (from {args.checkpoint})")
@@ -38,4 +43,10 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--encoder-only", action="store_true", help="write only the encoder (no decoder)"
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
+    parser.add_argument(
+        "--not-strict",
+        action="store_true",
+        help="skip weights that the checkpoint's config does not describe (with a warning) "
+        "instead of refusing the checkpoint",
+    )
     parser.set_defaults(func=run)

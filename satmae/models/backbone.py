@@ -13,10 +13,10 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
-from timm.models._features import FeatureInfo, feature_take_indices
+from timm.models._features import FeatureInfo
 from torch import Tensor, nn
 
-from satmae.models.inputs import ModelInputs
+from satmae.models.inputs import ModelInputs, block_indices
 
 if TYPE_CHECKING:
     from satmae.models.encoder import EncoderFeatures, SatMAEEncoder
@@ -28,7 +28,7 @@ def encode(
     encoder: SatMAEEncoder, x: Tensor, times: Tensor | None, blocks: Sequence[int] = ()
 ) -> EncoderFeatures:
     """Run the encoder on a timm-style tensor: ``(B, C, H, W)`` is one frame per sample."""
-    if x.ndim == 4:
+    if isinstance(x, Tensor) and x.ndim == 4:
         x = x.unsqueeze(1)  # (B, 1, C, H, W)
         times = None if times is None else times.reshape(-1, 1)
     if encoder.config.temporal and times is None:
@@ -83,8 +83,7 @@ def forward_intermediates(
     """
     if output_fmt not in OUTPUT_FORMATS:
         raise ValueError(f"output_fmt must be one of {OUTPUT_FORMATS}, got {output_fmt!r}")
-    wanted = list(indices) if isinstance(indices, Sequence) else indices
-    take, _ = feature_take_indices(len(encoder.blocks), wanted)
+    take = _take(len(encoder.blocks), indices, "indices")
     features = encode(encoder, x, times, blocks=take)
     intermediates = []
     for index in take:
@@ -99,6 +98,28 @@ def forward_intermediates(
         return intermediates
     final = torch.cat([features.cls[:, None], features.tokens.flatten(1, 4)], dim=1)
     return final, intermediates
+
+
+def _take(depth: int, indices: int | Sequence[int] | None, name: str) -> list[int]:
+    """Block indices in timm's convention: n = the last n blocks, a sequence = those blocks.
+
+    Raises:
+        ValueError: for a count outside ``[1, depth]`` or an index outside the model.
+    """
+    if indices is None:
+        return list(range(depth))
+    if isinstance(indices, int) and not isinstance(indices, bool):
+        if not 1 <= indices <= depth:
+            raise ValueError(
+                f"{name}={indices} asks for the last {indices} blocks, outside the model's "
+                f"{depth} blocks; give 1 to {depth}, or a list of block indices"
+            )
+        return list(range(depth - indices, depth))
+    if isinstance(indices, str) or not isinstance(indices, Sequence) or not indices:
+        raise ValueError(
+            f"{name} must be a block count or a non-empty list of indices, got {indices!r}"
+        )
+    return block_indices(indices, depth, name)
 
 
 def feature_info(encoder: SatMAEEncoder) -> list[dict[str, Any]]:
@@ -124,8 +145,9 @@ class FeatureMaps(nn.Module):
     ) -> None:
         super().__init__()
         depth = len(encoder.blocks)
-        count = min(out_indices, depth) if isinstance(out_indices, int) else list(out_indices)
-        take, last = feature_take_indices(depth, count)
+        count = min(out_indices, depth) if isinstance(out_indices, int) else out_indices
+        take = _take(depth, count, "out_indices")
+        last = max(take)
         encoder.blocks = encoder.blocks[: last + 1]
         encoder.head = None
         self.model = encoder

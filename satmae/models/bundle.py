@@ -14,7 +14,7 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from safetensors import SafetensorError
@@ -26,6 +26,7 @@ from satmae.models.config import EncoderConfig, MAEConfig
 from satmae.models.encoder import SatMAEEncoder
 from satmae.models.mae import MaskedAutoencoder
 from satmae.models.official import convert_official
+from satmae.models.validation import check_checkpoint, naming_file
 from satmae.normalization import Normalization, NormMode, StatsLike
 from satmae.spec import (
     CONFIG_NAME,
@@ -81,73 +82,87 @@ def save_bundle(
 
 
 def _read_any(path: Path) -> tuple[dict[str, Tensor], ModelSpec]:
-    """Our-layout state dict and the spec from any supported file."""
+    """Our-layout state dict and the spec from any supported file.
+
+    Raises:
+        FileNotFoundError: if nothing is at ``path``.
+        ValueError: naming ``path`` for anything unreadable, foreign or damaged.
+    """
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint at {path}")
-    if is_bundle_path(path):
-        spec = ModelSpec.from_json(read_document(path), str(path))
-        weights = path / WEIGHTS_NAME if path.is_dir() else path
-        try:
-            return load_file(str(weights)), spec
-        except (SafetensorError, OSError) as error:
-            raise ValueError(
-                f"{weights} is not a readable safetensors file ({error}); the bundle is "
-                "damaged or incomplete: export it again"
-            ) from None
-    checkpoint = read_checkpoint(path)
-    if isinstance(checkpoint, dict) and METADATA_KEY in checkpoint and "state_dict" in checkpoint:
-        spec = ModelSpec.from_json(checkpoint[METADATA_KEY], str(path))
-        state = {}
-        for key, value in checkpoint["state_dict"].items():
-            for part in ("encoder.", "decoder."):
-                if part in key:
-                    state[part + key.split(part, 1)[1]] = value
-                    break
-        return state, spec
-    converted, spec, unused = convert_official(checkpoint, path)
+    with naming_file(path):
+        if is_bundle_path(path):
+            spec = ModelSpec.from_json(read_document(path), str(path))
+            weights = path / WEIGHTS_NAME if path.is_dir() else path
+            try:
+                return load_file(str(weights)), spec
+            except (SafetensorError, OSError) as error:
+                raise ValueError(
+                    f"{weights} is not a readable safetensors file ({error}); the bundle is "
+                    "damaged or incomplete: export it again"
+                ) from None
+        checkpoint = read_checkpoint(path)
+        if isinstance(checkpoint, dict) and METADATA_KEY in checkpoint:
+            return _lightning_state(checkpoint, path), ModelSpec.from_json(
+                checkpoint[METADATA_KEY], str(path)
+            )
+        converted, spec, unused = convert_official(checkpoint, path)
     if unused:
+        # Parts of the official model that ours has no counterpart for (e.g. SatMAE++
+        # upsamplers): reported, not refused, since the converter maps every part it knows.
         warnings.warn(f"{path}: unused checkpoint keys {unused}", stacklevel=3)
     return converted, spec
 
 
-def _load_into(
-    model: MaskedAutoencoder | SatMAEEncoder, state: Mapping[str, Tensor], source: Path
-) -> None:
-    """Load with shape checks; raise ValueError for another architecture or non-finite weights."""
-    broken = [
-        key
-        for key, value in state.items()
-        if value.is_floating_point() and not bool(torch.isfinite(value).all())
-    ]
-    if broken:
+def _lightning_state(checkpoint: Mapping[str, Any], path: Path) -> dict[str, Tensor]:
+    """The ``encoder.*`` / ``decoder.*`` weights of a Lightning checkpoint (module prefix off)."""
+    weights = checkpoint.get("state_dict")
+    if not isinstance(weights, Mapping):
         raise ValueError(
-            f"{source} holds NaN or inf in {len(broken)} weight tensors ({broken[:3]}); the "
-            "training run diverged or the file is damaged: use an earlier checkpoint"
+            f"{path} has a {METADATA_KEY!r} entry but no 'state_dict' of weights; it is not a "
+            "complete checkpoint of satmae pretrain"
         )
-    own = model.state_dict()
-    mismatched = [
-        f"{key}: expected {tuple(own[key].shape)}, given {tuple(value.shape)}"
-        for key, value in state.items()
-        if key in own and own[key].shape != value.shape
-    ]
-    missing = sorted(set(own) - set(state))
-    if mismatched or missing:
-        raise ValueError(
-            f"{source} holds a checkpoint of another architecture than its config describes: "
-            f"shape mismatches {mismatched[:5]}, missing keys {missing[:8]}"
-        )
-    unexpected = sorted(set(state) - set(own))
-    if unexpected:
-        warnings.warn(f"{source}: unused keys {unexpected[:10]}", stacklevel=3)
-    model.load_state_dict({k: v for k, v in state.items() if k in own})
+    state = {}
+    for key, value in weights.items():
+        for part in ("encoder.", "decoder."):
+            if part in str(key):
+                state[part + str(key).split(part, 1)[1]] = value
+                break
+    return state
 
 
-def load_mae(path: str | Path, device: str | torch.device = "cpu") -> MaskedAutoencoder:
+_Built = TypeVar("_Built", bound=EncoderConfig)
+
+
+def _build(config_type: type[_Built], spec: ModelSpec, path: Path) -> _Built:
+    """The config of ``spec``'s architecture, its errors naming ``path``."""
+    try:
+        return config_type.from_dict(dict(spec.architecture))
+    except (ValueError, TypeError) as error:
+        raise ValueError(
+            f"{path}: the architecture in its config is invalid ({error}); export the model "
+            "again or fix the config"
+        ) from None
+
+
+def load_mae(
+    path: str | Path, device: str | torch.device = "cpu", strict: bool = True
+) -> MaskedAutoencoder:
     """Load a full masked autoencoder from a bundle or an official pretraining checkpoint.
 
+    Args:
+        path: bundle directory, ``.safetensors`` bundle, official SatMAE pretraining ``.pth``
+            or Lightning checkpoint with a ``satmae_config`` entry.
+        device: where to put the model.
+        strict: refuse weights the model of the config does not have (the config and weights
+            then come from different models); ``False`` warns and skips them.
+
     Raises:
-        ValueError: if the file holds only an encoder (e.g. an official fine-tuned ViT) or
-            weights that do not fit its config.
+        FileNotFoundError: if nothing is at ``path``.
+        ValueError: naming ``path``: if the file holds only an encoder (e.g. an official
+            fine-tuned ViT), is damaged or foreign, or holds weights that do not fit its config
+            (shapes, missing keys, unexpected keys when ``strict``, NaN or inf values), or
+            statistics that do not cover the model's bands.
     """
     path = Path(path)
     state, spec = _read_any(path)
@@ -156,14 +171,22 @@ def load_mae(path: str | Path, device: str | torch.device = "cpu") -> MaskedAuto
             f"{path} holds an encoder without a decoder (expected a pretraining MAE checkpoint); "
             "use satmae.load_encoder"
         )
-    model = MaskedAutoencoder(MAEConfig.from_dict(spec.architecture))
-    _load_into(model, state, path)
+    if spec.contents != "mae":
+        raise ValueError(
+            f"{path} says it holds {spec.contents!r} but its weights include a decoder; the "
+            "config does not describe these weights: export the model again"
+        )
+    model = MaskedAutoencoder(_build(MAEConfig, spec, path))
+    model.load_state_dict(check_checkpoint(model, state, spec, path, strict))
     _attach(model.encoder, spec)
     return model.to(device)
 
 
 def load_encoder(
-    path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None
+    path: str | Path,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype | None = None,
+    strict: bool = True,
 ) -> SatMAEEncoder:
     """Load the encoder of any bundle, Lightning checkpoint or official ``.pth`` (eval mode).
 
@@ -176,16 +199,28 @@ def load_encoder(
         device: where to put the encoder.
         dtype: cast the weights, e.g. ``torch.bfloat16`` (where the device has native bf16);
             ``embed`` then runs its matmuls in it and still returns float32.
+        strict: refuse ``encoder.*`` weights the encoder of the config does not have (the
+            decoder of a whole MAE is not needed and skipped); ``False`` warns and skips them.
+
+    Raises:
+        FileNotFoundError: if nothing is at ``path``.
+        ValueError: naming ``path`` for a damaged or foreign file, weights that do not fit
+            its config or statistics that do not cover the model's bands (see :func:`load_mae`).
     """
     path = Path(path)
     state, spec = _read_any(path)
-    encoder = SatMAEEncoder(EncoderConfig.from_dict(spec.architecture))
+    if spec.contents == "encoder" and any(key.startswith("decoder.") for key in state):
+        raise ValueError(
+            f"{path} says it holds an encoder but its weights include a decoder; the config "
+            "does not describe these weights: export the model again"
+        )
+    encoder = SatMAEEncoder(_build(EncoderConfig, spec, path))
     encoder_state = {
         key.removeprefix("encoder."): value
         for key, value in state.items()
-        if key.startswith("encoder.")
+        if not key.startswith("decoder.")
     }
-    _load_into(encoder, encoder_state, path)
+    encoder.load_state_dict(check_checkpoint(encoder, encoder_state, spec, path, strict))
     _attach(encoder, spec)
     return encoder.to(device=device, dtype=dtype).eval()
 

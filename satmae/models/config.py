@@ -12,6 +12,13 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal, TypeVar, get_args
 
 from satmae.bands import SATMAE_GROUPS, canonical_bands
+from satmae.models.validation import (
+    DECODER_LIMITS,
+    ENCODER_LIMITS,
+    MASKING_LIMITS,
+    check_fields,
+)
+from satmae.spec import band_lists, band_names, check_img_size
 
 MaskMode = Literal["independent", "consistent"]
 DecoderKind = Literal["full", "cross"]
@@ -90,15 +97,14 @@ class EncoderConfig:
 
     def _canonicalize(self) -> None:
         """Canonical band spellings and tuple-typed sequences (lists come from JSON)."""
-        groups = tuple(canonical_bands(group) for group in self.band_groups)
+        groups = band_lists(self.band_groups, "band_groups")
         object.__setattr__(self, "band_groups", groups)
         canonical_bands(band for group in groups for band in group)  # rejects duplicates
         if self.input_bands is not None:
-            object.__setattr__(self, "input_bands", canonical_bands(self.input_bands))
-        size = self.img_size
-        object.__setattr__(
-            self, "img_size", (size, size) if isinstance(size, int) else tuple(int(s) for s in size)
-        )
+            object.__setattr__(self, "input_bands", band_names(self.input_bands, "input_bands"))
+        object.__setattr__(self, "img_size", check_img_size(self.img_size))
+        if not isinstance(self.time_fields, tuple | list):
+            raise ValueError(f"time_fields must be a list of names, got {self.time_fields!r}")
         object.__setattr__(self, "time_fields", tuple(self.time_fields))
 
     # Derived sizes ------------------------------------------------------------------------
@@ -140,7 +146,8 @@ class EncoderConfig:
     # Validation ---------------------------------------------------------------------------
 
     def validate(self) -> None:
-        """Raise ValueError if the encoder fields are inconsistent."""
+        """Raise ValueError if the encoder fields are out of range or inconsistent."""
+        check_fields(self, ENCODER_LIMITS)
         if not self.band_groups or any(not group for group in self.band_groups):
             raise ValueError(
                 f"band_groups must be non-empty groups of bands, got {self.band_groups}"
@@ -152,19 +159,9 @@ class EncoderConfig:
                 f"input_bands {list(self.input_bands)} lack the model bands {missing}; list "
                 "every band of band_groups"
             )
-        sizes = {
-            "patch_size": self.patch_size,
-            "embed_dim": self.embed_dim,
-            "depth": self.depth,
-            "num_heads": self.num_heads,
-            "img_size height": self.img_size[0],
-            "img_size width": self.img_size[1],
-        }
-        if bad := {name: value for name, value in sizes.items() if value < 1}:
-            raise ValueError(f"{bad} must be positive integers")
         unknown = [name for name in self.time_fields if name not in TIME_FIELDS]
         if unknown:
-            raise ValueError(f"unknown time fields {unknown}; choose from {TIME_FIELDS}")
+            raise ValueError(f"unknown time_fields {unknown}; choose from {TIME_FIELDS}")
         _check_choice("encoding", self.encoding, EncodingKind)
         if self.max_frames < 1:
             raise ValueError(f"max_frames must be >= 1, got {self.max_frames}")
@@ -230,7 +227,8 @@ class DecoderConfig:
         self.validate_decoder()
 
     def validate_decoder(self) -> None:
-        """Raise ValueError if the decoder fields are inconsistent on their own."""
+        """Raise ValueError if the decoder fields are out of range or inconsistent on their own."""
+        check_fields(self, DECODER_LIMITS)
         _check_choice("decoder", self.decoder, DecoderKind)
         if not 0.0 < self.decoder_fraction <= 1.0:
             raise ValueError(f"decoder_fraction must be in (0, 1], got {self.decoder_fraction}")
@@ -268,6 +266,7 @@ class MaskingConfig:
 
     def validate_masking(self) -> None:
         """Raise ValueError if the masking and loss fields are out of range."""
+        check_fields(self, MASKING_LIMITS)
         _check_choice("mask_time", self.mask_time, MaskMode)
         _check_choice("mask_groups", self.mask_groups, MaskMode)
         _check_choice("norm_pix_scope", self.norm_pix_scope, NormPixScope)
@@ -288,7 +287,7 @@ class MAEConfig(EncoderConfig, DecoderConfig, MaskingConfig):
     def __post_init__(self) -> None:
         self._canonicalize()
         if self.head_bands is not None:
-            heads = tuple(canonical_bands(head) for head in self.head_bands)
+            heads = band_lists(self.head_bands, "head_bands")
             object.__setattr__(self, "head_bands", heads)
         self.validate()
 
@@ -350,16 +349,20 @@ def _widths(
 
 def _check_widths(where: str, widths: tuple[int, int, int], time_fields: tuple[str, ...]) -> None:
     spatial, group, time = widths
+    prefix = "decoder_" if where == "decoder" else ""
+    width = "decoder_dim" if where == "decoder" else "embed_dim"
     if spatial <= 0 or spatial % 4:
         raise ValueError(
-            f"{where} spatial encoding width {spatial} (width − group − time) must be a "
-            "positive multiple of 4; change the widths"
+            f"{where} spatial encoding width {spatial} ({width} − {prefix}group_dim − "
+            f"{prefix}time_dim) must be a positive multiple of 4; change the widths"
         )
     if group % 2:
-        raise ValueError(f"{where} group encoding width must be even, got {group}")
+        raise ValueError(f"{prefix}group_dim must be even, got {group}")
     parts = max(len(time_fields), 1)
     if time % parts or (time // parts) % 2:
-        raise ValueError(f"{where} time width {time} must split into {parts} even parts")
+        raise ValueError(
+            f"{prefix}time_dim {time} must split into {parts} even parts (one per time field)"
+        )
 
 
 _ALL_FIELDS = {f.name for f in fields(MAEConfig)}
@@ -372,14 +375,8 @@ def _from_dict(cls: type[_Config], data: dict[str, Any]) -> _Config:
             f"{sorted(f.name for f in fields(cls))}"
         )
     own = {f.name for f in fields(cls)}
-    values = {key: value for key, value in data.items() if key in own}
-    for key in ("band_groups", "head_bands"):
-        if values.get(key) is not None:
-            values[key] = tuple(tuple(group) for group in values[key])
-    for key in ("img_size", "time_fields", "input_bands"):
-        if values.get(key) is not None:
-            values[key] = tuple(values[key])
-    return cls(**values)
+    # Lists from JSON become tuples when the config canonicalises itself.
+    return cls(**{key: value for key, value in data.items() if key in own})
 
 
 def _role(cls: type[_Config], config: object) -> _Config:

@@ -10,7 +10,7 @@ sample or batch as read.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -22,8 +22,13 @@ from satmae.models.blocks import Block, LayerNorm
 from satmae.models.config import EncoderConfig
 from satmae.models.frames import frame_attention_mask
 from satmae.models.initialization import init_weights
-from satmae.models.inputs import ModelInputs, prepare_inputs
-from satmae.models.tokenizer import Tokenized, Tokenizer, check_image_type
+from satmae.models.inputs import (
+    ModelInputs,
+    block_indices,
+    check_model_inputs,
+    prepare_inputs,
+)
+from satmae.models.tokenizer import Tokenized, Tokenizer
 from satmae.normalization import Normalization, NormMode, StatsLike
 from satmae.spec import ModelSpec
 
@@ -172,7 +177,8 @@ class SatMAEEncoder(nn.Module):
         Raises:
             ValueError: see :func:`~satmae.models.inputs.prepare_inputs`.
         """
-        return prepare_inputs(self.config, self.normalization, batch).to(self.cls_token.device)
+        weight = self.cls_token
+        return prepare_inputs(self.config, self.normalization, batch, weight.device, weight.dtype)
 
     @property
     def spec(self) -> ModelSpec:
@@ -182,8 +188,20 @@ class SatMAEEncoder(nn.Module):
 
     # Named steps ----------------------------------------------------------------------------
 
+    def check_inputs(self, inputs: ModelInputs) -> ModelInputs:
+        """The one input check of every entry point (a no-op on inputs it already passed).
+
+        Refuses non-tensors, non-float images, wrong shapes, empty batches, NaN or inf,
+        times outside 1900-2100 seconds, masks of the wrong shape and inputs on another
+        device than the model; casts the image to the weights' dtype. See
+        :func:`~satmae.models.inputs.check_model_inputs`.
+        """
+        weight = self.cls_token
+        return check_model_inputs(self.config, inputs, weight.device, weight.dtype)
+
     def tokenize(self, inputs: ModelInputs) -> Tokenized:
-        """Validate the inputs once and embed them: tokens ``(B, T, G', L, D)``."""
+        """Check the inputs once (:meth:`check_inputs`) and embed them: ``(B, T, G', L, D)``."""
+        inputs = self.check_inputs(inputs)
         return self.tokenizer(  # type: ignore[no-any-return]
             inputs.image, inputs.times, inputs.bands, inputs.frame_mask
         )
@@ -225,12 +243,9 @@ class SatMAEEncoder(nn.Module):
         Returns:
             ``(B, 1+N, D)`` normed output and ``{block: (B, 1+N, D)}`` (not normed).
         """
-        depth = len(self.blocks)
-        if bad := [index for index in keep if not -depth <= index < depth]:
-            raise ValueError(f"blocks {bad} are outside the encoder's {depth} blocks")
+        wanted = set(block_indices(keep, len(self.blocks)))
         cls = self.cls_token.expand(tokens.shape[0], -1, -1).to(tokens.dtype)
         x = torch.cat([cls, tokens], dim=1)  # (B, 1+N, D)
-        wanted = {index % depth for index in keep}
         kept = {}
         for index, block in enumerate(self.blocks):
             x = block(x, attn_mask)
@@ -271,9 +286,7 @@ class SatMAEEncoder(nn.Module):
 
     def encode(self, inputs: ModelInputs, blocks: Sequence[int] = ()) -> EncoderFeatures:
         """:meth:`forward` on prepared inputs (cast to the weights' dtype)."""
-        check_image_type(inputs.image)
-        inputs = replace(inputs, image=inputs.image.to(self.cls_token.dtype))
-        tokenized = self.tokenize(inputs)
+        tokenized = self.tokenize(self.check_inputs(inputs))
         tokens, attn_mask = self.select_visible(tokenized)
         out, kept = self.run_blocks(tokens, attn_mask, blocks)
         batch, frames, groups, _, dim = tokenized.tokens.shape
@@ -360,9 +373,8 @@ class SatMAEEncoder(nn.Module):
         """
         if pool not in POOL_MODES:
             raise ValueError(f"pool must be one of {POOL_MODES}, got {pool!r}")
-        depth = len(self.blocks)
-        if layers is not None and (bad := [i for i in layers if not -depth <= i < depth]):
-            raise ValueError(f"layers {bad} are outside the model's {depth} blocks")
+        if layers is not None:
+            block_indices(layers, len(self.blocks), "layers")
         if batch_size is not None and batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
         if type(x).__module__.startswith("xarray"):
@@ -372,12 +384,14 @@ class SatMAEEncoder(nn.Module):
         if isinstance(x, Mapping):
             inputs = self.prepare(x)
         else:
-            image = torch.as_tensor(x)
-            if image.ndim == 4:
+            image = torch.from_numpy(x) if isinstance(x, np.ndarray) else x
+            if isinstance(image, Tensor) and image.ndim == 4:
                 image = image.unsqueeze(1)
                 times = None if times is None else torch.as_tensor(times).reshape(-1, 1)
-            inputs = ModelInputs(image.float(), times, bands, frame_mask=frame_mask)
-        inputs = inputs.to(self.cls_token.device)
+            inputs = ModelInputs(image, times, bands, frame_mask=frame_mask)
+        if isinstance(inputs.image, Tensor):
+            inputs = inputs.to(self.cls_token.device)  # embed moves inputs; forward refuses
+        inputs = self.check_inputs(inputs)
         size = batch_size or inputs.image.shape[0]
         parts = [
             self._embed_inputs(_batch_slice(inputs, start, start + size), pool, layers)
@@ -419,4 +433,5 @@ def _batch_slice(inputs: ModelInputs, start: int, stop: int) -> ModelInputs:
         inputs.bands,
         part(inputs.valid),
         part(inputs.frame_mask),
+        inputs.checked,
     )

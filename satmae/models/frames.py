@@ -10,17 +10,6 @@ import torch
 from torch import Tensor
 
 
-def check_frame_mask(frame_mask: Tensor | None, batch: int, frames: int) -> Tensor | None:
-    """Validate a ``(B, T)`` bool frame mask (True = real frame)."""
-    if frame_mask is None:
-        return None
-    if tuple(frame_mask.shape) != (batch, frames):
-        raise ValueError(
-            f"expected frame_mask of shape ({batch}, {frames}), got {tuple(frame_mask.shape)}"
-        )
-    return frame_mask.bool()
-
-
 def frame_attention_mask(
     frame_mask: Tensor | None, token_index: Tensor, tokens_per_frame: int
 ) -> Tensor | None:

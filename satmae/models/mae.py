@@ -25,6 +25,11 @@ NORM_PIX_EPS = 1e-6
 class MAEOutput:
     """Named result of a pretraining forward pass.
 
+    When no token counts in the loss (every hidden token is mostly invalid or in a padded
+    frame), ``loss`` and the per-group / per-frame losses are 0 (never NaN) and :attr:`empty`
+    is True: there is nothing to learn from such a batch, so skip it (pretraining skips and
+    counts it) rather than backpropagate the 0.
+
     Attributes:
         loss: scalar mean squared error over the hidden tokens counted in the loss.
         pred: ``(B, T, C', L, p*p)`` predictions in model band order of the present bands
@@ -60,6 +65,16 @@ class MAEOutput:
     bands: tuple[str, ...]
     patch_grid: tuple[int, int]
     target_stats: tuple[Tensor, Tensor] | None = None
+
+    @property
+    def counted(self) -> Tensor:
+        """Scalar number of tokens counted in the loss (the sum of ``weight``)."""
+        return self.weight.sum()
+
+    @property
+    def empty(self) -> bool:
+        """Whether no token counts in the loss (``loss`` is then 0 by definition, not learnt)."""
+        return not bool(self.counted > 0)
 
 
 class MaskedAutoencoder(nn.Module):
@@ -142,8 +157,9 @@ class MaskedAutoencoder(nn.Module):
             if isinstance(x, Mapping)
             else ModelInputs(x, times, bands, valid, frame_mask)
         )
-        x, times, valid = inputs.image, inputs.times, inputs.valid
         encoder = self.encoder
+        inputs = encoder.check_inputs(inputs)
+        x, times, valid = inputs.image, inputs.times, inputs.valid
         tokenized = encoder.tokenize(inputs)
         batch, frames, groups, patches, _ = tokenized.tokens.shape
         token_shape = (batch, frames, groups, patches)
@@ -227,9 +243,7 @@ class MaskedAutoencoder(nn.Module):
             return None
         batch, frames, _, patches = shape
         usable = torch.ones(batch, frames, 1, patches, dtype=torch.bool, device=device)
-        if valid is not None:
-            if valid.ndim != 4 or valid.shape[:2] != (batch, frames):
-                raise ValueError(f"expected valid of shape (B, T, H, W), got {tuple(valid.shape)}")
+        if valid is not None:  # (B, T, H, W), checked by the encoder's check_inputs
             fraction = patchify(valid[:, :, None].float(), self.config.patch_size).mean(-1)
             usable = usable & (fraction >= self.config.min_valid_fraction)  # (B, T, 1, L)
         if frame_mask is not None:

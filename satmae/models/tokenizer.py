@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -17,7 +16,6 @@ from torch import Tensor, nn
 from satmae.bands import canonical_bands
 from satmae.models.config import EncoderConfig
 from satmae.models.encodings import Encodings
-from satmae.models.frames import check_frame_mask
 
 
 @dataclass(frozen=True)
@@ -96,62 +94,6 @@ def select_bands(
     return BandSelection(tuple(groups), tuple(channels), selected)
 
 
-def check_image_type(x: Any) -> None:
-    """Refuse model inputs that are not floating-point torch tensors, naming the fix.
-
-    Raises:
-        ValueError: for arrays or other objects, and for integer or bool tensors.
-    """
-    if not isinstance(x, Tensor):
-        raise ValueError(
-            f"expected x as a torch tensor of shape (B, T, C, H, W), got {type(x).__name__}; "
-            "convert arrays with torch.from_numpy, or give a sample dict of raw reflectance"
-        )
-    if not x.is_floating_point():
-        raise ValueError(
-            f"expected x as normalised floating-point values, got dtype {x.dtype}; raw "
-            "reflectance goes in as a sample dict (the model normalises it), or cast with "
-            "x.float() after normalising"
-        )
-
-
-EARLIEST_TIME = -2_208_988_800  # 1900-01-01
-LATEST_TIME = 4_102_444_800  # 2100-01-01
-
-
-def check_times(times: Tensor | None, batch: int, frames: int) -> Tensor | None:
-    """Validate ``(B, T)`` acquisition times: whole seconds since 1970-01-01 UTC, 1900-2100.
-
-    Raises:
-        ValueError: for another shape, non-finite or fractional values, or values outside
-            1900-2100 (milliseconds are named as the likely mistake).
-    """
-    if times is None:
-        return None
-    times = torch.as_tensor(times)
-    if tuple(times.shape) != (batch, frames):
-        raise ValueError(f"expected times of shape ({batch}, {frames}), got {tuple(times.shape)}")
-    if times.is_floating_point():
-        if not torch.isfinite(times).all():
-            raise ValueError("times hold NaN or inf; give int64 seconds since 1970-01-01 UTC")
-        if not torch.equal(times, times.round()):
-            raise ValueError("times must be whole seconds since 1970-01-01 UTC, got fractions")
-        times = times.to(torch.int64)
-    if times.numel():
-        low, high = int(times.min()), int(times.max())
-        if high > LATEST_TIME or low < EARLIEST_TIME:
-            hint = (
-                "; these look like milliseconds: divide by 1000"
-                if high > 1000 * 946_684_800
-                else ""
-            )
-            raise ValueError(
-                f"times from {low} to {high} are outside 1900-2100 as seconds since "
-                f"1970-01-01 UTC{hint}"
-            )
-    return times.to(torch.int64)
-
-
 def patchify(images: Tensor, patch_size: int) -> Tensor:
     """Cut images into patches, band by band.
 
@@ -220,27 +162,6 @@ class Tokenizer(nn.Module):
         )
         self.encodings = Encodings(config, config.widths(), learned=config.encoding == "learned")
 
-    def check_input(self, x: Tensor) -> tuple[int, int]:
-        """Validate ``x (B, T, C, H, W)`` and return the patch grid ``(h, w)``."""
-        check_image_type(x)
-        if x.ndim != 5:
-            raise ValueError(
-                f"expected x of shape (B, T, C, H, W), got {x.ndim} dimensions {tuple(x.shape)}"
-            )
-        frames, height, width = x.shape[1], x.shape[3], x.shape[4]
-        if 0 in x.shape:
-            raise ValueError(f"x of shape {tuple(x.shape)} is empty; give at least one sample")
-        if frames > self.config.max_frames:
-            raise ValueError(
-                f"the model takes at most max_frames={self.config.max_frames} frames, got {frames}"
-            )
-        patch = self.config.patch_size
-        if height % patch or width % patch:
-            raise ValueError(
-                f"image {height}x{width} is not divisible by patch_size={patch}; crop or pad it"
-            )
-        return self.config.patch_grid((height, width))
-
     def forward(
         self,
         x: Tensor,
@@ -248,7 +169,10 @@ class Tokenizer(nn.Module):
         bands: Sequence[str] | None = None,
         frame_mask: Tensor | None = None,
     ) -> Tokenized:
-        """Validate the input once, embed patches and add encodings.
+        """Embed patches and add encodings to inputs checked by the encoder.
+
+        The one check of model inputs is :func:`satmae.models.inputs.check_model_inputs`
+        (called by :meth:`SatMAEEncoder.tokenize`); this step assumes it has run.
 
         Args:
             x: ``(B, T, C, H, W)`` model inputs.
@@ -259,11 +183,9 @@ class Tokenizer(nn.Module):
         Returns:
             the tokens ``(B, T, G', L, D)`` with the band selection and patch grid.
         """
-        grid = self.check_input(x)
+        grid = self.config.patch_grid((x.shape[3], x.shape[4]))
         selection = select_bands(self.config, bands, x.shape[2])
         batch, frames = x.shape[:2]
-        frame_mask = check_frame_mask(frame_mask, batch, frames)
-        times = check_times(times, batch, frames)
         per_group = []
         for group, channels in zip(selection.groups, selection.channels, strict=True):
             pixels = x[:, :, list(channels)].flatten(0, 1)  # (B*T, |g|, H, W)

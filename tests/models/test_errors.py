@@ -75,7 +75,7 @@ def test_checkpoint_of_another_architecture(tmp_path):
 def test_config_errors():
     with pytest.raises(ValueError, match="multiple of 4"):
         create_model("satmae_tiny", group_dim=18)
-    with pytest.raises(ValueError, match="unknown time fields"):
+    with pytest.raises(ValueError, match="unknown time_fields"):
         create_model("satmae_tiny", time_fields=("week",))
     with pytest.raises(ValueError, match="cross decoder needs"):
         legacy = (("B02", "B03", "B04", "B05"), ("B06", "B07", "B08", "B8A"), ("B11", "B12"))

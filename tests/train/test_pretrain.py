@@ -116,7 +116,9 @@ def test_bad_config_key_fails_before_reading_data(tmp_path, capsys):
 def test_nonfinite_loss_names_the_step_and_stops(store):
     module = PretrainModule(overrides={"img_size": [32, 32], "max_frames": 2})
     batch = collate_samples([chip(1), chip(2)])
-    batch["image"][:, :, 3] = float("nan")  # B04 (group 0); attention spreads it to every group
+    # A diverged weight of group 0's projection (NaN inputs are refused before the model);
+    # attention spreads it to every group.
+    module.model.encoder.tokenizer.patch_embed[0].weight.data.fill_(float("nan"))
     with pytest.raises(
         NonFiniteLoss, match=r"loss is nan at step 0 .*non-finite in band groups \[0, 1, 2\]"
     ):
