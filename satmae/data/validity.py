@@ -1,11 +1,24 @@
-"""Which pixels to trust: nodata values and Sentinel-2 scene classes become the ``valid`` mask.
+"""Which pixels to trust: the one validity rule of every reader, and plausible values.
 
-The mask is False where any band of a pixel is not finite (NaN or inf: float rasters use them
-for gaps, and no model can use them), where a pixel carries the nodata value in every band, or
-where the Level-2A
-scene classification (SCL) says no data, saturated/defective, cloud shadow, medium or high
-probability cloud, or thin cirrus. A :class:`ValidityPolicy` then decides whether a chip with too
-many invalid pixels is kept, dropped (and counted) or reported as an error.
+The rule (:func:`valid_mask`, applied by :func:`apply_validity`) is the same for every reader
+(multi-band files, per-band products, cubes, torchgeo samples) and for the statistics and checks
+that consume their samples. A pixel is invalid where
+
+- any of its bands is not finite (NaN or +/-inf: float rasters use them for gaps, and no model
+  can use them);
+- it carries the nodata value in *every* band (a legitimate 0 in one band keeps it valid);
+- the Level-2A scene classification (SCL) says no data, saturated/defective, cloud shadow,
+  medium or high probability cloud, or thin cirrus.
+
+Invalid pixels are False in ``valid`` *and* hold 0 in every band of ``image``, so nothing
+downstream (a model, a statistic, a check) ever sees a NaN, an inf or a nodata marker, and a
+plain minimum/maximum of the image is a statistic of the valid pixels.
+
+:func:`implausible_values` is the content check: Sentinel-2 L1C/L2A digital numbers lie in
+:data:`PLAUSIBLE_RANGE` once the offset is removed, so valid values outside it come from a file
+that is corrupt in a way GDAL cannot see (bytes overwritten inside a tile) or that is not
+Sentinel-2 reflectance. A :class:`ValidityPolicy` decides whether a chip with too many invalid
+pixels is kept, dropped (and counted) or reported as an error.
 """
 
 from __future__ import annotations
@@ -16,6 +29,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from numpy.typing import NDArray
+from rasterio.windows import Window
 from torch import Tensor
 
 SCL_CLASSES: dict[int, str] = {
@@ -86,11 +100,119 @@ def valid_mask(
     return torch.from_numpy(valid)
 
 
-def zero_nonfinite(image: Tensor) -> Tensor:
-    """Replace NaN and inf by 0 in place (the pixels are already invalid) and return ``image``."""
-    if image.is_floating_point():
-        torch.nan_to_num_(image, nan=0.0, posinf=0.0, neginf=0.0)
+def fill_invalid(image: Tensor, valid: Tensor) -> Tensor:
+    """Set every band of the invalid pixels to 0, in place, and return ``image``.
+
+    Args:
+        image: ``(T, C, H, W)`` pixels.
+        valid: ``(T, H, W)`` bool mask from :func:`valid_mask`.
+    """
+    if not bool(valid.all()):
+        image.masked_fill_(~valid[:, None], 0)
     return image
+
+
+def apply_validity(
+    image: Tensor,
+    *,
+    nodata: float | None = DEFAULT_NODATA,
+    scl: NDArray[Any] | Tensor | None = None,
+    invalid_classes: frozenset[int] = SCL_INVALID,
+) -> Tensor:
+    """The validity rule in one call: the ``valid`` mask, with the invalid pixels zero-filled.
+
+    Args:
+        image: ``(T, C, H, W)`` reflectance, changed in place (invalid pixels set to 0).
+        nodata: see :func:`valid_mask`.
+        scl: see :func:`valid_mask`.
+        invalid_classes: see :func:`valid_mask`.
+
+    Returns:
+        ``(T, H, W)`` bool tensor, True where the pixel can be used.
+    """
+    valid = valid_mask(image, nodata=nodata, scl=scl, invalid_classes=invalid_classes)
+    fill_invalid(image, valid)
+    return valid
+
+
+PLAUSIBLE_RANGE: tuple[float, float] = (-1000.0, 32767.0)
+"""Smallest and largest value a valid Sentinel-2 L1C/L2A pixel can hold (digital numbers,
+reflectance x 10000, offset removed). Real products stay within 0-20000 apart from bright
+clouds and snow; the lower end leaves room for products whose offset was not removed."""
+
+
+@dataclass(frozen=True)
+class Implausible:
+    """Values of one band outside :data:`PLAUSIBLE_RANGE`.
+
+    Attributes:
+        band: the band's name.
+        count: how many values lie outside the range.
+        minimum: the smallest value of the band.
+        maximum: the largest value of the band.
+    """
+
+    band: str
+    count: int
+    minimum: float
+    maximum: float
+
+    def describe(self, low: float = PLAUSIBLE_RANGE[0], high: float = PLAUSIBLE_RANGE[1]) -> str:
+        """One phrase: ``"B04: 312 values outside [-1000, 32767] (min 0, max 61234)"``."""
+        return (
+            f"{self.band}: {self.count} value(s) outside [{low:g}, {high:g}] "
+            f"(min {self.minimum:g}, max {self.maximum:g})"
+        )
+
+
+IMPLAUSIBLE_HINT = (
+    "no Sentinel-2 L1C/L2A pixel holds such values: the file is corrupt in a way GDAL cannot "
+    "see (re-download it) or is not Sentinel-2 reflectance x 10000 (declare its nodata, or "
+    "leave it out)"
+)
+
+
+def describe_window(window: Window | None) -> str:
+    """`` (window col 0, row 0, 64x64)`` for messages; empty for a whole source."""
+    if window is None:
+        return ""
+    return (
+        f" (window col {int(window.col_off)}, row {int(window.row_off)}, "
+        f"{int(window.width)}x{int(window.height)})"
+    )
+
+
+def implausible_values(
+    image: Tensor,
+    bands: tuple[str, ...] | list[str],
+    value_range: tuple[float, float] = PLAUSIBLE_RANGE,
+) -> list[Implausible]:
+    """Bands whose values leave the plausible Sentinel-2 range (the content check).
+
+    Cheap by design: one minimum and maximum per band; values are counted only for a band
+    that fails. Invalid pixels hold 0 after :func:`apply_validity`, so they never count.
+
+    Args:
+        image: ``(T, C, H, W)`` pixels after the validity rule.
+        bands: the C band names.
+        value_range: (lowest, highest) plausible value.
+
+    Returns:
+        One entry per failing band, in channel order; empty when every value is plausible.
+    """
+    if image.numel() == 0:
+        return []
+    low, high = value_range
+    per_band = image.transpose(0, 1).reshape(image.shape[1], -1)  # (C, T*H*W)
+    minimum, maximum = torch.aminmax(per_band, dim=1)
+    found = []
+    for channel in torch.nonzero((minimum < low) | (maximum > high)).flatten().tolist():
+        values = per_band[channel]
+        count = int(((values < low) | (values > high)).sum())
+        found.append(
+            Implausible(bands[channel], count, float(minimum[channel]), float(maximum[channel]))
+        )
+    return found
 
 
 def invalid_fraction(valid: Tensor) -> float:

@@ -8,12 +8,12 @@ It is never guessed: a file that names no bands and comes without a declared ord
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Unpack
 
-from rasterio.enums import Resampling
+from rasterio.enums import ColorInterp, Resampling
 from rasterio.io import DatasetReader
 from rasterio.windows import Window
 
@@ -78,6 +78,35 @@ def stored_band_names(dataset: DatasetReader) -> list[str | None]:
                 listed = [part.strip() for part in file_tags[key].split(",") if part.strip()]
                 return [_name_from_text(part) for part in listed]
     return names
+
+
+def check_spectral_layout(dataset: DatasetReader, path: PathLike, indexes: Iterable[int]) -> None:
+    """Refuse bands that cannot be reflectance: alpha (transparency) bands and complex values.
+
+    An RGBA-like file declares its 4th band as alpha; taking it as a spectral band would feed a
+    mask of 0/255 to the model as reflectance.
+
+    Args:
+        dataset: the open file.
+        path: the file, for messages.
+        indexes: 1-based indexes of the bands that will be used as channels.
+
+    Raises:
+        ValueError: naming the file and the band.
+    """
+    for index in indexes:
+        if dataset.colorinterp[index - 1] == ColorInterp.alpha:
+            raise ValueError(
+                f"{path}: band {index} is an alpha (transparency) band, not a spectral band; "
+                "request only the spectral bands (bands=[...]) or export the file without its "
+                "alpha band (gdal_translate -b 1 -b 2 ...)"
+            )
+        dtype = dataset.dtypes[index - 1]
+        if str(dtype).startswith("complex"):
+            raise ValueError(
+                f"{path}: band {index} holds complex values ({dtype}), which are not "
+                "reflectance; convert the file to a real data type (uint16, float32)"
+            )
 
 
 def _check_unique(names: Sequence[str], path: PathLike) -> None:
@@ -245,6 +274,7 @@ class GeoTiffReader(OneDateReader):
             self.location = self.path.stem if location is None else location
             self.offset = file_offset(dataset, self.path, names)
             indexes = tuple(names.index(band) + 1 for band in self.bands)
+            check_spectral_layout(dataset, path, indexes)
             layer = Layer(dataset, indexes, self.nodata, self.path)
             scl = self._scl_layer(dataset, names, options.get("scl", True))
             self._start([layer], scl, grid or dataset_grid(dataset), options)
