@@ -4,8 +4,9 @@ Each check returns a :class:`CheckResult` (``ok``, ``warn``, ``error`` or ``skip
 sentence a user can act on: the content check for values no Sentinel-2 file holds
 (:mod:`~satmae.data.checks.content`), pixel-based band checks
 (:mod:`~satmae.data.checks.bands`), the check for an unapplied Sentinel-2 offset
-(:mod:`~satmae.data.checks.offset`), checks against a model bundle (:mod:`~satmae.data.checks.model`), and the checks of one sample against
-statistics and of grids across files, with :func:`check_sample` running them all
+(:mod:`~satmae.data.checks.offset`), checks against a model bundle
+(:mod:`~satmae.data.checks.model`), and the checks of one sample against statistics and of
+grids across files, with :func:`check_sample` running them all
 (:mod:`~satmae.data.checks.sample`).
 """
 
