@@ -189,8 +189,9 @@ def implausible_values(
 ) -> list[Implausible]:
     """Bands whose values leave the plausible Sentinel-2 range (the content check).
 
-    Cheap by design: one minimum and maximum per band; values are counted only for a band
-    that fails. Invalid pixels hold 0 after :func:`apply_validity`, so they never count.
+    Cheap by design: one minimum and maximum of the whole image; bands are examined and values
+    counted only for an image that fails. Invalid pixels hold 0 after :func:`apply_validity`,
+    so they never count.
 
     Args:
         image: ``(T, C, H, W)`` pixels after the validity rule.
@@ -203,15 +204,16 @@ def implausible_values(
     if image.numel() == 0:
         return []
     low, high = value_range
-    per_band = image.transpose(0, 1).reshape(image.shape[1], -1)  # (C, T*H*W)
-    minimum, maximum = torch.aminmax(per_band, dim=1)
+    smallest, largest = torch.aminmax(image)  # one pass over memory in its own order
+    if smallest >= low and largest <= high:
+        return []
     found = []
-    for channel in torch.nonzero((minimum < low) | (maximum > high)).flatten().tolist():
-        values = per_band[channel]
-        count = int(((values < low) | (values > high)).sum())
-        found.append(
-            Implausible(bands[channel], count, float(minimum[channel]), float(maximum[channel]))
-        )
+    for channel, band in enumerate(bands):  # only for a file that fails: per band, counted
+        values = image[:, channel]
+        minimum, maximum = torch.aminmax(values)
+        if minimum < low or maximum > high:
+            count = int(((values < low) | (values > high)).sum())
+            found.append(Implausible(band, count, float(minimum), float(maximum)))
     return found
 
 
