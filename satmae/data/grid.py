@@ -132,7 +132,7 @@ def open_raster(path: PathLike) -> Iterator[DatasetReader]:
     if not path.exists():
         raise FileNotFoundError(f"raster file {path} does not exist")
     if not path.is_file():
-        raise ValueError(f"{path} is not a regular file but {_file_kind(path)}; {RASTER_HINT}")
+        raise ValueError(f"{path} is not a regular file but {file_kind(path)}; {RASTER_HINT}")
     try:
         dataset = rasterio.open(path)
     except RasterioIOError as error:
@@ -146,7 +146,7 @@ def open_raster(path: PathLike) -> Iterator[DatasetReader]:
         dataset.close()
 
 
-def _file_kind(path: Path) -> str:
+def file_kind(path: Path) -> str:
     """What a path that is not a regular file is, in words."""
     mode = path.stat().st_mode
     kinds = (

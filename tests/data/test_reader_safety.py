@@ -241,6 +241,9 @@ def test_paths_that_are_not_regular_files_are_refused(tmp_path, kind):
         path, expected = Path("/dev/zero"), "a character device"
     with pytest.raises(ValueError, match=rf"{path} is not a regular file but {expected}"):
         read_geotiff(path)
+    if kind != "folder":  # a folder is a valid input to the commands (a folder of rasters)
+        with pytest.raises(ValueError, match=rf"{path} is not a regular file but {expected}"):
+            list_sources(path)
 
 
 def test_argparse_types_refuse_bad_numbers():
