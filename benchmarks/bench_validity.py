@@ -57,7 +57,7 @@ def unchecked() -> Iterator[None]:
 
 
 def read_all(root: Path, cities: list[str], content: bool) -> int:
-    """Read every city; returns the number of pixels read (all bands, both dates)."""
+    """Read every city; returns the number of values read (pixels x bands x dates)."""
     pixels = 0
     for city in cities:
         sample = read_oscd_city(root, city)
@@ -101,10 +101,10 @@ def main() -> None:
     result: dict[str, Any] = {
         "command": f"bench_validity.py --cities {args.cities} --repeats {args.repeats}",
         "cities": cities,
-        "pixels_per_run": pixels,
+        "values_per_run": pixels,
         "median_seconds": medians,
         "ratio_to_unchecked": {name: value / base for name, value in medians.items()},
-        "megapixels_per_second": {name: pixels / value / 1e6 for name, value in medians.items()},
+        "million_values_per_second": {name: pixels / value / 1e6 for name, value in medians.items()},
         "all_seconds": times,
         "threads": torch.get_num_threads(),
         "machine": platform.processor() or platform.machine(),
