@@ -275,6 +275,14 @@ def test_alpha_band_is_never_a_spectral_band(tmp_path):
         dst.colorinterp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue, ColorInterp.alpha]
     with pytest.raises(ValueError, match=r"rgba.tif: band 4 is an alpha"):
         read_geotiff(path, band_order=["B04", "B03", "B02", "B08"])
+    write_raster(path, data, ["B04", "B03", "B02"])  # rasterio's default: band 4 is alpha
+    with pytest.raises(
+        ValueError, match=r"band\(s\) \[4\] are alpha .*gdal_edit.py -colorinterp_4"
+    ):
+        read_geotiff(path)
+    assert read_geotiff(path, ["B04", "B03", "B02"], band_order=["B04", "B03", "B02", "B08"])[
+        "image"
+    ].shape == (1, 3, 16, 16)
 
 
 def test_complex_bands_are_refused(tmp_path):

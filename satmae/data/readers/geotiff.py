@@ -80,6 +80,14 @@ def stored_band_names(dataset: DatasetReader) -> list[str | None]:
     return names
 
 
+ALPHA_HINT = (
+    "request only the spectral bands (bands=[...]) or export the file without it "
+    "(gdal_translate -b 1 -b 2 ...). If it does hold reflectance (GDAL and rasterio mark the "
+    "4th band of a 4-band uint8 file as alpha by default), unmark it: gdal_edit.py "
+    "-colorinterp_4 undefined, or rasterio: dst.colorinterp = [ColorInterp.gray] * dst.count"
+)
+
+
 def check_spectral_layout(dataset: DatasetReader, path: PathLike, indexes: Iterable[int]) -> None:
     """Refuse bands that cannot be reflectance: alpha (transparency) bands and complex values.
 
@@ -98,8 +106,7 @@ def check_spectral_layout(dataset: DatasetReader, path: PathLike, indexes: Itera
         if dataset.colorinterp[index - 1] == ColorInterp.alpha:
             raise ValueError(
                 f"{path}: band {index} is an alpha (transparency) band, not a spectral band; "
-                "request only the spectral bands (bands=[...]) or export the file without its "
-                "alpha band (gdal_translate -b 1 -b 2 ...)"
+                f"{ALPHA_HINT}"
             )
         dtype = dataset.dtypes[index - 1]
         if str(dtype).startswith("complex"):
@@ -146,6 +153,11 @@ def band_names_of(
         )
     if not all(stored):
         unnamed = [i for i, name in enumerate(stored, start=1) if name is None]
+        if alpha := [i for i in unnamed if dataset.colorinterp[i - 1] == ColorInterp.alpha]:
+            raise ValueError(
+                f"{path}: band(s) {alpha} are alpha (transparency) bands, not spectral bands, "
+                f"and the file names no band for them; {ALPHA_HINT}"
+            )
         raise ValueError(
             f"{path}: cannot tell which Sentinel-2 band is in band(s) {unnamed} "
             f"(descriptions {list(dataset.descriptions)}); the band order is never guessed — "
