@@ -5,8 +5,8 @@ Three arms read the same cities (both dates, all 13 bands, whole scenes) one aft
 
 - ``unchecked``: the readers without the checks of issue 11 — band files neither tested for
   georeferencing, band count nor extent, and only NaN/inf zeroed (the rule before);
-- ``rule``: the readers as shipped: those open-time checks and the one validity rule (mask,
-  then every invalid pixel zero-filled);
+- ``rule``: the readers as shipped: those open-time checks and the one validity rule (masks,
+  then the unmeasured pixels zero-filled);
 - ``rule+content``: as ``rule``, plus the content check (plausible range per band) on every
   sample, as ``satmae stats`` and ``satmae check`` run it.
 
@@ -48,7 +48,7 @@ def _zero_nonfinite(image: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
 def unchecked() -> Iterator[None]:
     """The readers without the new open-time checks and with the old zeroing."""
     with (
-        mock.patch.object(one_date, "fill_invalid", _zero_nonfinite),
+        mock.patch.object(one_date, "zero_fill", _zero_nonfinite),
         mock.patch.object(band_files, "require_georeferenced", lambda *_: None),
         mock.patch.object(band_files, "require_same_extent", lambda *_: None),
         mock.patch.object(band_files, "band_index", lambda *_: 1),
@@ -104,7 +104,9 @@ def main() -> None:
         "values_per_run": pixels,
         "median_seconds": medians,
         "ratio_to_unchecked": {name: value / base for name, value in medians.items()},
-        "million_values_per_second": {name: pixels / value / 1e6 for name, value in medians.items()},
+        "million_values_per_second": {
+            name: pixels / value / 1e6 for name, value in medians.items()
+        },
         "all_seconds": times,
         "threads": torch.get_num_threads(),
         "machine": platform.processor() or platform.machine(),

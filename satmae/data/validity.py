@@ -10,9 +10,11 @@ that consume their samples. A pixel is invalid where
 - the Level-2A scene classification (SCL) says no data, saturated/defective, cloud shadow,
   medium or high probability cloud, or thin cirrus.
 
-Invalid pixels are False in ``valid`` *and* hold 0 in every band of ``image``, so nothing
-downstream (a model, a statistic, a check) ever sees a NaN, an inf or a nodata marker, and a
-plain minimum/maximum of the image is a statistic of the valid pixels.
+Invalid pixels are False in ``valid``. Those whose values are no measurement (NaN/inf, nodata,
+SCL no data or saturated/defective, padding past the edge) also hold 0 in every band of
+``image``, so nothing downstream (a model, a statistic, a check) ever sees a NaN, an inf or a
+nodata marker such as -9999. Cloud, shadow and cirrus pixels keep their reflectance: they are
+real measurements (figures show them), only not of the ground.
 
 :func:`implausible_values` is the content check: Sentinel-2 L1C/L2A digital numbers lie in
 :data:`PLAUSIBLE_RANGE` once the offset is removed, so valid values outside it come from a file
@@ -55,40 +57,48 @@ DEFAULT_NODATA: float = 0.0
 """Sentinel-2 L1C/L2A products encode "no data" as 0; used when a file declares no nodata."""
 
 
-def valid_mask(
+SCL_NO_MEASUREMENT: frozenset[int] = frozenset({0, 1})
+"""SCL classes whose pixels hold no usable measurement (no data, saturated or defective); their
+values are zero-filled like nodata. Cloud, shadow and cirrus pixels are measurements of the
+wrong thing: invalid, but their reflectance is kept."""
+
+
+def validity_masks(
     image: NDArray[Any] | Tensor,
     *,
     nodata: float | None = DEFAULT_NODATA,
     scl: NDArray[Any] | Tensor | None = None,
     invalid_classes: frozenset[int] = SCL_INVALID,
-) -> Tensor:
-    """Valid-pixel mask of an image from its nodata value and (optionally) its SCL layer.
+) -> tuple[Tensor, Tensor]:
+    """The two masks of the validity rule, from one pass over the image.
 
     Args:
         image: reflectance ``(T, C, H, W)``.
-        nodata: value marking missing pixels; a pixel is invalid when *every* band holds it
+        nodata: value marking missing pixels; a pixel is missing when *every* band holds it
             (a legitimate 0 in one band does not invalidate the pixel). ``None`` disables this.
         scl: scene classes ``(T, H, W)`` on the same grid, or ``None``.
         invalid_classes: SCL values that make a pixel invalid.
 
     Returns:
-        ``(T, H, W)`` bool tensor, True where the pixel can be used. Readers then zero the
-        non-finite values (:func:`zero_nonfinite`), so the image never carries NaN.
+        ``(valid, measured)``, both ``(T, H, W)`` bool tensors: ``valid`` True where the pixel
+        can be used; ``measured`` True where its values are a measurement (finite, not nodata,
+        SCL neither no data nor defective) and must be kept, False where they are zero-filled.
 
     Raises:
-        ValueError: if the shapes of ``image`` and ``scl`` do not match.
+        ValueError: if the image is not 4-D or the shapes of ``image`` and ``scl`` differ.
     """
     # numpy, not torch: small reductions in torch pay thread-pool overhead on every chip
     pixels = image.numpy() if isinstance(image, Tensor) else np.asarray(image)
     if pixels.ndim != 4:
         raise ValueError(f"expected image of shape (T, C, H, W), got {tuple(pixels.shape)}")
     frames, _, height, width = pixels.shape
-    valid = np.ones((frames, height, width), dtype=bool)
+    measured = np.ones((frames, height, width), dtype=bool)
     if np.issubdtype(pixels.dtype, np.floating):
-        valid &= np.isfinite(pixels).all(axis=1)
+        measured &= np.isfinite(pixels).all(axis=1)
     if nodata is not None:
         missing = np.isnan(pixels) if np.isnan(nodata) else pixels == nodata
-        valid &= ~missing.all(axis=1)
+        measured &= ~missing.all(axis=1)
+    valid = measured
     if scl is not None:
         classes = scl.numpy() if isinstance(scl, Tensor) else np.asarray(scl)
         if tuple(classes.shape) != (frames, height, width):
@@ -96,19 +106,44 @@ def valid_mask(
                 f"SCL layer of shape {tuple(classes.shape)} does not match the image's "
                 f"(T, H, W) = {(frames, height, width)}; resample it onto the image grid"
             )
-        valid &= ~np.isin(classes, sorted(invalid_classes))
-    return torch.from_numpy(valid)
+        measured = measured & ~np.isin(classes, sorted(SCL_NO_MEASUREMENT))
+        valid = measured & ~np.isin(classes, sorted(invalid_classes))
+    return torch.from_numpy(valid), torch.from_numpy(measured)
 
 
-def fill_invalid(image: Tensor, valid: Tensor) -> Tensor:
-    """Set every band of the invalid pixels to 0, in place, and return ``image``.
+def valid_mask(
+    image: NDArray[Any] | Tensor,
+    *,
+    nodata: float | None = DEFAULT_NODATA,
+    scl: NDArray[Any] | Tensor | None = None,
+    invalid_classes: frozenset[int] = SCL_INVALID,
+) -> Tensor:
+    """Valid-pixel mask of an image from its values, nodata value and (optionally) SCL layer.
+
+    Args:
+        image: reflectance ``(T, C, H, W)``.
+        nodata: see :func:`validity_masks`.
+        scl: scene classes ``(T, H, W)`` on the same grid, or ``None``.
+        invalid_classes: SCL values that make a pixel invalid.
+
+    Returns:
+        ``(T, H, W)`` bool tensor, True where the pixel can be used (see the module docstring).
+
+    Raises:
+        ValueError: if the shapes of ``image`` and ``scl`` do not match.
+    """
+    return validity_masks(image, nodata=nodata, scl=scl, invalid_classes=invalid_classes)[0]
+
+
+def zero_fill(image: Tensor, keep: Tensor) -> Tensor:
+    """Set every band of the pixels not in ``keep`` to 0, in place, and return ``image``.
 
     Args:
         image: ``(T, C, H, W)`` pixels.
-        valid: ``(T, H, W)`` bool mask from :func:`valid_mask`.
+        keep: ``(T, H, W)`` bool mask, the ``measured`` mask of :func:`validity_masks`.
     """
-    if not bool(valid.all()):
-        image.masked_fill_(~valid[:, None], 0)
+    if not bool(keep.all()):
+        image.masked_fill_(~keep[:, None], 0)
     return image
 
 
@@ -119,19 +154,20 @@ def apply_validity(
     scl: NDArray[Any] | Tensor | None = None,
     invalid_classes: frozenset[int] = SCL_INVALID,
 ) -> Tensor:
-    """The validity rule in one call: the ``valid`` mask, with the invalid pixels zero-filled.
+    """The validity rule in one call: the ``valid`` mask, with unmeasured pixels zero-filled.
 
     Args:
-        image: ``(T, C, H, W)`` reflectance, changed in place (invalid pixels set to 0).
-        nodata: see :func:`valid_mask`.
-        scl: see :func:`valid_mask`.
-        invalid_classes: see :func:`valid_mask`.
+        image: ``(T, C, H, W)`` reflectance, changed in place (NaN/inf, nodata, SCL no data or
+            defective pixels set to 0 in every band).
+        nodata: see :func:`validity_masks`.
+        scl: see :func:`validity_masks`.
+        invalid_classes: see :func:`validity_masks`.
 
     Returns:
         ``(T, H, W)`` bool tensor, True where the pixel can be used.
     """
-    valid = valid_mask(image, nodata=nodata, scl=scl, invalid_classes=invalid_classes)
-    fill_invalid(image, valid)
+    valid, measured = validity_masks(image, nodata=nodata, scl=scl, invalid_classes=invalid_classes)
+    zero_fill(image, measured)
     return valid
 
 
@@ -190,8 +226,8 @@ def implausible_values(
     """Bands whose values leave the plausible Sentinel-2 range (the content check).
 
     Cheap by design: one minimum and maximum of the whole image; bands are examined and values
-    counted only for an image that fails. Invalid pixels hold 0 after :func:`apply_validity`,
-    so they never count.
+    counted only for an image that fails. Unmeasured pixels hold 0 after
+    :func:`apply_validity`, so they never count; clouds are measurements and do.
 
     Args:
         image: ``(T, C, H, W)`` pixels after the validity rule.

@@ -81,12 +81,14 @@ def test_stats_never_see_nonfinite_values():
     assert stats.mean["B02"] == 100 and stats.count["B02"] == 15
 
 
-def test_apply_validity_zero_fills_every_band_of_invalid_pixels():
+def test_apply_validity_zero_fills_unmeasured_pixels_and_keeps_clouds():
     image = torch.full((1, 2, 2, 2), 7.0)
-    image[0, 0, 0, 0] = float("nan")
-    valid = apply_validity(image, nodata=0, scl=np.array([[[4, 9], [4, 4]]]))
-    assert valid.tolist() == [[[False, False], [True, True]]]
-    assert image[0, :, 0].eq(0).all() and image[0, :, 1].eq(7).all()
+    image[0, 0, 0, 0] = float("nan")  # one band not finite: the whole pixel is unmeasured
+    scl = np.array([[[4, 9], [1, 4]]])  # clear, cloud, defective, clear
+    valid = apply_validity(image, nodata=0, scl=scl)
+    assert valid.tolist() == [[[False, False], [False, True]]]
+    assert image[0, :, 0, 0].eq(0).all() and image[0, :, 1, 0].eq(0).all()
+    assert image[0, :, 0, 1].eq(7).all() and image[0, :, 1, 1].eq(7).all()  # cloud kept
 
 
 # 2. band files that do not fit ----------------------------------------------------------------
