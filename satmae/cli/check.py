@@ -50,6 +50,8 @@ def run(args: argparse.Namespace) -> int:
         disable=args.json or len(chosen_sources) < 4,
     )
     for source in progress:
+        if (grid := source.grid()) is not None:
+            grids.append((source.name, grid))
         window, sample = read_center_window(source, args.size)
         content = check_content(dict(sample), source.name, window)
         results += content
@@ -60,8 +62,6 @@ def run(args: argparse.Namespace) -> int:
         results += check_sample(
             dict(sample), stats=stats, model=model, source=source.name, dtype=source.dtype()
         )
-        if (grid := source.grid()) is not None:
-            grids.append((source.name, grid))
     results += check_grids(grids)
     errors = sum(result.status == "error" for result in results)
     if args.json:

@@ -253,8 +253,13 @@ def test_argparse_types_refuse_bad_numbers():
     for parse, text in ((positive_int, "0"), (non_negative_int, "-1"), (positive_int, "x")):
         with pytest.raises(argparse.ArgumentTypeError):
             parse(text)
-    with pytest.raises(SystemExit):
-        main(["check", "anything", "--max-samples", "-1"])
+    for command in (
+        ["check", "anything", "--max-samples", "-1"],
+        ["check", "anything", "--size", "0"],
+        ["stats", "anything", "--out", "x.json", "--tile", "0"],
+    ):
+        with pytest.raises(SystemExit):
+            main(command)
 
 
 def test_max_samples_zero_checks_every_sample(tmp_path, capsys):
