@@ -125,10 +125,18 @@ def test_band_file_off_the_others_is_refused(tmp_path):
         read_band_files(folder)
 
 
-def test_band_file_covering_part_of_the_others_is_refused(tmp_path):
-    folder = product(tmp_path / "p", shifts={"B08": 80.0})
-    with pytest.raises(ValueError, match=r"band file .*T31_B08.tif covers bounds"):
+@pytest.mark.parametrize("band", ["B02", "B08"])  # the first file, or another one
+def test_band_file_covering_part_of_the_others_is_refused(tmp_path, band):
+    folder = product(tmp_path / "p", shifts={band: 80.0})
+    with pytest.raises(ValueError, match=r"band file .*T31_B0[38].tif covers bounds"):
         read_band_files(folder)
+
+
+def test_band_files_of_one_tile_at_other_resolutions_are_accepted(tmp_path):
+    folder = product(tmp_path / "p")
+    coarse = reflectance((1, 3, 3))  # 60 m: 180 m, the 160 m extent rounded up to whole pixels
+    write_raster(folder / "T31_B01.tif", coarse, res=60.0)
+    assert read_band_files(folder)["image"].shape == (1, 5, 16, 16)
 
 
 def test_band_file_without_georeferencing_is_refused(tmp_path):

@@ -38,6 +38,7 @@ from satmae.data.grid import (
     require_projected,
     same_crs,
 )
+from satmae.data.readers.geotiff import check_spectral_layout, stored_band_names
 from satmae.data.readers.offset import Offset, file_offset, product_offset
 from satmae.data.readers.one_date import Layer, OneDateOptions, OneDateReader, read_once
 from satmae.data.readers.protocol import RASTER_SUFFIXES, ReadOptions, Source
@@ -192,8 +193,6 @@ def band_index(dataset: DatasetReader, path: PathLike, band: str) -> int:
         ValueError: if the file has several bands and none of them is named ``band``, or it
             has an alpha band, naming the file and what it holds.
     """
-    from satmae.data.readers.geotiff import check_spectral_layout, stored_band_names
-
     check_spectral_layout(dataset, path, range(1, dataset.count + 1))
     if dataset.count == 1:
         return 1
@@ -208,10 +207,10 @@ def band_index(dataset: DatasetReader, path: PathLike, band: str) -> int:
 
 
 def require_same_extent(layers: Sequence[Layer]) -> None:
-    """Refuse band files that do not cover the extent of the first (within one of their pixels).
+    """Refuse band files whose extent differs from the first's by more than one pixel.
 
-    A band file smaller than or shifted from the others would leave its channel as padding
-    (zeros) in pixels that the other bands mark valid.
+    A band file smaller than, larger than or shifted from the others would leave a channel as
+    padding (zeros) in pixels that the other bands mark valid.
 
     Raises:
         ValueError: naming the file, its bounds and the reference file's bounds.
@@ -224,13 +223,11 @@ def require_same_extent(layers: Sequence[Layer]) -> None:
         if not same_crs(grid.crs, reference_grid.crs):
             continue  # another CRS: reprojected, the overlap check is what can be said
         tolerance = max(grid.resolution + reference_grid.resolution)
-        gaps = [
-            ours - theirs if side < 2 else theirs - ours
-            for side, (ours, theirs) in enumerate(
-                zip(grid.bounds, reference_grid.bounds, strict=True)
-            )
-        ]
-        # left/bottom must not start after the reference's, right/top not end before them
+        # each edge within one (coarser) pixel of the reference's, in both directions: a file
+        # larger than the reference leaves the reference's channel as padding, as a smaller one
+        # leaves its own
+        pairs = zip(grid.bounds, reference_grid.bounds, strict=True)
+        gaps = [abs(ours - theirs) for ours, theirs in pairs]
         if max(gaps) > tolerance:
             raise ValueError(
                 f"band file {layer.path} covers bounds {_rounded(grid.bounds)} but "
