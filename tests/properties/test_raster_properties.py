@@ -138,3 +138,23 @@ def test_band_files_read_correctly_or_refuse(
         assert resolution is None or raster["crs"] == "utm", "resolution read in degrees"
         height, width = sample["image"].shape[-2:]
         assert_correct(sample, (1, len(paths), height, width))
+
+
+@given(raster=rasters())
+def test_cubes_and_torchgeo_samples_follow_the_same_rule(raster: dict[str, object]) -> None:
+    import xarray as xr
+
+    from satmae.data.readers.cube import read_cube
+    from satmae.data.readers.torchgeo_adapter import from_torchgeo
+
+    data = np.asarray(raster["data"]).astype(np.float32)
+    names = list(BANDS[: data.shape[0]])
+    nodata = raster["nodata"]
+    cube = xr.DataArray(data[None], dims=("time", "band", "y", "x"), coords={"band": names})
+    for sample in (
+        read_cube(cube, nodata=nodata),  # type: ignore[arg-type]
+        from_torchgeo({"image": torch.from_numpy(data)}, names, nodata=nodata),  # type: ignore[arg-type]
+    ):
+        assert_correct(sample, (1, *data.shape))
+        finite = np.isfinite(data).all(axis=0)
+        assert not sample["valid"][0][torch.from_numpy(~finite)].any()
