@@ -234,9 +234,10 @@ def _rounded(bounds: BoundsLike) -> tuple[float, ...]:
     return tuple(round(value, 6) for value in bounds)
 
 
-MAX_WINDOW_PIXELS: int = 1 << 30
-"""Largest window (width x height) a read accepts: 4 GiB per band in float32. Larger requests
-are refused before any memory is allocated; read such areas tile by tile."""
+MAX_WINDOW_PIXELS: int = 1 << 28
+"""Largest window (width x height) a read accepts: 16384 x 16384 pixels, 1 GiB per band in
+float32 (a whole 10 m Sentinel-2 tile, 10980 x 10980, fits). Larger requests are refused
+before any memory is allocated; read such areas tile by tile."""
 
 
 def resolve_window(
