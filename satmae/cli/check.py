@@ -7,6 +7,8 @@ import json
 from dataclasses import asdict
 from typing import TYPE_CHECKING
 
+from satmae.cli.arguments import non_negative_int, positive_int
+
 if TYPE_CHECKING:  # the real imports are in the functions, so `satmae --help` stays fast
     from satmae.data.checks import CheckResult
     from satmae.data.grid import Grid
@@ -28,8 +30,8 @@ def run(args: argparse.Namespace) -> int:
     from rich.table import Table
     from tqdm.auto import tqdm
 
-    from satmae.data.checks import check_grids, check_sample
-    from satmae.data.readers.sources import list_sources, read_center
+    from satmae.data.checks import check_content, check_grids, check_sample
+    from satmae.data.readers.sources import list_sources, read_center_window
     from satmae.data.stats import load_stats
     from satmae.spec import load_spec
 
@@ -38,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
     sources = list_sources(args.data, args.bands, band_order=args.band_order)
     results: list[CheckResult] = []
     grids: list[tuple[str, Grid]] = []
-    chosen_sources = sources[: args.max_samples]
+    limit = args.max_samples or len(sources)  # 0: every source
+    chosen_sources = sources[:limit]
     progress = tqdm(
         chosen_sources,
         desc="checking",
@@ -47,14 +50,18 @@ def run(args: argparse.Namespace) -> int:
         disable=args.json or len(chosen_sources) < 4,
     )
     for source in progress:
-        sample = read_center(source, args.size)
+        if (grid := source.grid()) is not None:
+            grids.append((source.name, grid))
+        window, sample = read_center_window(source, args.size)
+        content = check_content(dict(sample), source.name, window)
+        results += content
+        if content[0].status == "error":
+            continue  # statistics of a corrupt file would only repeat the finding
         stats = chosen or (model.normalization.stats if model and model.normalization else None)
         stats = stats or _default_stats(sample["bands"])
         results += check_sample(
             dict(sample), stats=stats, model=model, source=source.name, dtype=source.dtype()
         )
-        if (grid := source.grid()) is not None:
-            grids.append((source.name, grid))
     results += check_grids(grids)
     errors = sum(result.status == "error" for result in results)
     if args.json:
@@ -74,9 +81,13 @@ def run(args: argparse.Namespace) -> int:
         if table.row_count:
             console.print(table)
         warnings = sum(result.status == "warn" for result in results)
-        skipped = len(sources) - min(len(sources), args.max_samples)
-        more = f" ({skipped} more samples not checked; raise --max-samples)" if skipped else ""
-        checked = min(len(sources), args.max_samples)
+        checked = len(chosen_sources)
+        skipped = len(sources) - checked
+        more = (
+            f" ({skipped} more samples not checked; raise --max-samples, 0 checks all)"
+            if skipped
+            else ""
+        )
         console.print(f"{errors} error(s), {warnings} warning(s) in {checked} sample(s){more}")
     return 1 if errors else 0
 
@@ -86,9 +97,10 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser = subparsers.add_parser(
         "check",
         help="validate data (bands, order, scale, nodata, grids, normalisation) before training",
-        description="Check data against what a model expects: band names and order (from the "
-        "pixels: B08/B8A swaps, 60 m bands in 10 m slots), reflectance scale, nodata, grids and "
-        "CRSs, and mean/std after normalisation. Exits 1 when any check fails.",
+        description="Check data against what a model expects: plausible values (a file "
+        "corrupt inside a tile), band names and order (from the pixels: B08/B8A swaps, 60 m "
+        "bands in 10 m slots), reflectance scale, nodata, grids and CRSs, and mean/std after "
+        "normalisation. Exits 1 when any check fails.",
     )
     parser.add_argument("data", help="raster, folder, OSCD/BigEarthNet root, cube or index")
     parser.add_argument(
@@ -105,10 +117,15 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument(
         "--band-order", nargs="+", help="band order of multi-band files without band names"
     )
-    parser.add_argument("--max-samples", type=int, default=20, help="samples to check")
+    parser.add_argument(
+        "--max-samples",
+        type=non_negative_int,
+        default=20,
+        help="check the first N samples (default 20; 0 checks every sample)",
+    )
     parser.add_argument(
         "--size",
-        type=int,
+        type=positive_int,
         default=1024,
         help="check the central SIZE x SIZE pixels of each raster (default 1024)",
     )

@@ -6,6 +6,8 @@ import argparse
 from datetime import UTC, datetime
 from pathlib import Path
 
+from satmae.cli.arguments import positive_int
+
 
 def run(args: argparse.Namespace) -> int:
     """Stream every sample under DATA and write the statistics JSON."""
@@ -80,15 +82,16 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     parser.add_argument(
         "--exact-limit",
-        type=int,
+        type=positive_int,
         default=2_000_000,
         help="values per band kept for exact percentiles before a histogram takes over",
     )
     parser.add_argument(
         "--tile",
-        type=int,
+        type=positive_int,
         default=2048,
-        help="read rasters in tiles of this many pixels a side (bounds memory per scene)",
+        help="read rasters in tiles of this many pixels a side (bounds memory per scene); "
+        "a tile with values outside the plausible Sentinel-2 range stops the run",
     )
     parser.add_argument("--provenance", help="text stored in the JSON about where data came from")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")

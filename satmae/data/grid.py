@@ -9,6 +9,7 @@ the user asked for into a grid first, then read each source file *onto* that gri
 from __future__ import annotations
 
 import math
+import stat
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -130,6 +131,8 @@ def open_raster(path: PathLike) -> Iterator[DatasetReader]:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"raster file {path} does not exist")
+    if not path.is_file():
+        raise ValueError(f"{path} is not a regular file but {file_kind(path)}; {RASTER_HINT}")
     try:
         dataset = rasterio.open(path)
     except RasterioIOError as error:
@@ -141,6 +144,100 @@ def open_raster(path: PathLike) -> Iterator[DatasetReader]:
         yield dataset
     finally:
         dataset.close()
+
+
+def file_kind(path: Path) -> str:
+    """What a path that is not a regular file is, in words."""
+    mode = path.stat().st_mode
+    kinds = (
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    )
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
+
+
+RASTER_HINT = "give the path of a GeoTIFF/COG/JPEG2000 file (pipes and devices cannot be read)"
+
+
+def require_georeferenced(dataset: DatasetReader, path: PathLike) -> None:
+    """Refuse a raster without a CRS or without a geotransform.
+
+    Raises:
+        ValueError: naming the file and what it lacks.
+    """
+    lacking = []
+    if dataset.crs is None:
+        lacking.append("a CRS")
+    if dataset.transform == Affine.identity():
+        lacking.append("a geotransform")
+    if lacking:
+        raise ValueError(
+            f"{path} has no {' and no '.join(item[2:] for item in lacking)}, so it cannot be "
+            "placed next to the other files; georeference it (gdal_edit.py -a_srs EPSG:32631 "
+            "-a_ullr ...) or re-export it from the original product"
+        )
+
+
+def require_projected(grid: Grid, resolution: float, path: PathLike) -> None:
+    """Refuse a resolution on a grid whose CRS is geographic (degrees) or missing.
+
+    ``resolution`` is in CRS units; Sentinel-2 resolutions (10, 20, 60) are metres.
+
+    Raises:
+        ValueError: naming the file, its CRS and what to do instead.
+    """
+    if grid.crs is None:
+        raise ValueError(
+            f"resolution={resolution:g} is in CRS units but {path} has no CRS; georeference "
+            "it (gdal_edit.py -a_srs) or drop resolution="
+        )
+    if grid.crs.is_geographic:
+        raise ValueError(
+            f"resolution={resolution:g} is in CRS units, and the CRS of {path} "
+            f"({grid.crs.to_string()}) is geographic: that would be {resolution:g} degrees per "
+            "pixel, not metres; reproject the product to a projected CRS (e.g. its UTM zone: "
+            "gdalwarp -t_srs EPSG:326xx) or pass grid= on a projected CRS"
+        )
+
+
+def require_overlap(path: PathLike, source: Grid, target: Grid, what: str = "target grid") -> None:
+    """Refuse a file whose extent does not overlap ``target`` (its read would be all padding).
+
+    Raises:
+        ValueError: naming the file, its bounds and the target's bounds.
+    """
+    if source.crs is None or target.crs is None:
+        if not same_crs(source.crs, target.crs) or source.aligned_offset(target) is None:
+            raise ValueError(
+                f"{path} cannot be aligned with the {what}: one of them has no CRS and their "
+                "pixel grids differ; georeference the files or give them one grid"
+            )
+        return
+    left, bottom, right, top = (
+        source.bounds
+        if same_crs(source.crs, target.crs)
+        else transform_bounds(source.crs, target.crs, *source.bounds)
+    )
+    t_left, t_bottom, t_right, t_top = target.bounds
+    if left >= t_right or right <= t_left or bottom >= t_top or top <= t_bottom:
+        raise ValueError(
+            f"{path} (bounds {_rounded(source.bounds)} in {source.crs}) does not overlap the "
+            f"{what} (bounds {_rounded(target.bounds)} in {target.crs}); check that the files "
+            "belong to the same place (tile, product) and that their georeferencing is right"
+        )
+
+
+def _rounded(bounds: BoundsLike) -> tuple[float, ...]:
+    return tuple(round(value, 6) for value in bounds)
+
+
+MAX_WINDOW_PIXELS: int = 1 << 28
+"""Largest window (width x height) a read accepts: 16384 x 16384 pixels, 1 GiB per band in
+float32 (a whole 10 m Sentinel-2 tile, 10980 x 10980, fits). Larger requests are refused
+before any memory is allocated; read such areas tile by tile."""
 
 
 def resolve_window(
@@ -159,6 +256,15 @@ def resolve_window(
         return grid
     if window.width <= 0 or window.height <= 0:
         raise ValueError(f"window {window} is empty; width and height must be positive")
+    width, height = int(window.width), int(window.height)
+    if width * height > MAX_WINDOW_PIXELS:
+        gib = width * height * 4 / 2**30
+        raise ValueError(
+            f"window of {width}x{height} pixels ({gib:,.0f} GiB per band as float32) is larger "
+            f"than the {MAX_WINDOW_PIXELS:,}-pixel limit (the raster is {grid.width}x"
+            f"{grid.height}); read it in tiles (satmae.data.iter_tiles, GeoTiffReader.read "
+            "with smaller windows)"
+        )
     inside = (
         window.col_off < grid.width
         and window.row_off < grid.height
@@ -200,7 +306,8 @@ class OnGrid:
         path: file name for error messages.
 
     Raises:
-        ValueError: if the file has no CRS but is not on the target grid.
+        ValueError: if the file does not overlap the target grid, or has no CRS and is not on
+            it.
     """
 
     def __init__(
@@ -215,15 +322,11 @@ class OnGrid:
         self.dataset, self.grid, self.fill = dataset, grid, fill
         self.name = str(path if path is not None else dataset.name)
         self.source = dataset_grid(dataset)
+        # a file off the grid would read as all padding: refuse it, naming both extents
+        require_overlap(self.name, self.source, grid)
         self.offset = self.source.aligned_offset(grid)
         self.vrt: WarpedVRT | None = None
         if self.offset is None:
-            if self.source.crs is None or grid.crs is None:
-                raise ValueError(
-                    f"{self.name} has no CRS or differs from the target grid, so it cannot be "
-                    "resampled onto it; georeference the file (gdal_edit.py -a_srs) or give "
-                    "files on the same pixel grid"
-                )
             x_scale, y_scale = _warp_scale(self.source, grid)
             self.vrt = WarpedVRT(
                 dataset,

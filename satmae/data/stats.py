@@ -26,6 +26,7 @@ from numpy.typing import NDArray
 from tqdm.auto import tqdm
 
 from satmae.bands import canonical_bands
+from satmae.data.validity import valid_mask
 from satmae.normalization import (
     BUILTIN_STATS,
     BandStats,
@@ -174,15 +175,14 @@ class StatsAccumulator:
                 f"{list(names)}. Restrict the bands (--bands) to those every file holds"
             )
         image = image.reshape(-1, *image.shape[-3:])  # (N, C, H, W)
+        # the readers' validity rule: the sample's own mask, and never a non-finite pixel (a
+        # sample built by hand may carry NaN or inf without a mask saying so)
+        keep = valid_mask(image, nodata=None)  # (N, H, W)
         valid = sample.get("valid")
-        keep = (
-            torch.as_tensor(valid).reshape(-1, *image.shape[-2:])
-            if valid is not None
-            else torch.ones(image.shape[0], *image.shape[-2:], dtype=torch.bool)
-        )
+        if valid is not None:
+            keep &= torch.as_tensor(valid, dtype=torch.bool).reshape(-1, *image.shape[-2:])
         for band in self.bands:
             values = image[:, names.index(band)][keep].numpy().astype(np.float64)
-            values = values[np.isfinite(values)]
             self._stats.setdefault(band, _Band(self.exact_limit)).update(values)
         self.samples += 1
 

@@ -10,20 +10,12 @@ import argparse
 from typing import TYPE_CHECKING
 
 from satmae.bands import L2A_BANDS, canonical_bands
+from satmae.cli.arguments import positive_int
+
+__all__ = ["add_plan_arguments", "add_scale_out_arguments", "plan_from_arguments", "positive_int"]
 
 if TYPE_CHECKING:
     from satmae.data.store.chipping import ChipPlan
-
-
-def positive_int(text: str) -> int:
-    """An ``argparse`` type: a whole number of at least 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text}")
-    return value
 
 
 def add_scale_out_arguments(parser: argparse.ArgumentParser) -> None:

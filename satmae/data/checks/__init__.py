@@ -1,10 +1,12 @@
 """The checks behind ``satmae check``: does this data match what a model expects?
 
 Each check returns a :class:`CheckResult` (``ok``, ``warn``, ``error`` or ``skip``) with a
-sentence a user can act on: pixel-based band checks (:mod:`~satmae.data.checks.bands`), the
-check for an unapplied Sentinel-2 offset (:mod:`~satmae.data.checks.offset`), checks
-against a model bundle (:mod:`~satmae.data.checks.model`), and the checks of one sample against
-statistics and of grids across files, with :func:`check_sample` running them all
+sentence a user can act on: the content check for values no Sentinel-2 file holds
+(:mod:`~satmae.data.checks.content`), pixel-based band checks
+(:mod:`~satmae.data.checks.bands`), the check for an unapplied Sentinel-2 offset
+(:mod:`~satmae.data.checks.offset`), checks against a model bundle
+(:mod:`~satmae.data.checks.model`), and the checks of one sample against statistics and of
+grids across files, with :func:`check_sample` running them all
 (:mod:`~satmae.data.checks.sample`).
 """
 
@@ -16,6 +18,7 @@ from satmae.data.checks.bands import (
     check_resolution,
     reflectance_scale,
 )
+from satmae.data.checks.content import check_content
 from satmae.data.checks.model import (
     check_model,
     check_normalization,
@@ -35,6 +38,7 @@ __all__ = [
     "CheckResult",
     "Status",
     "check_band_means",
+    "check_content",
     "check_correlations",
     "check_grids",
     "check_model",

@@ -23,10 +23,22 @@ from pathlib import Path
 from typing import Unpack
 
 from affine import Affine
+from rasterio.io import DatasetReader
 from rasterio.windows import Window
 
 from satmae.bands import SENTINEL2_BANDS, canonical_band, canonical_layer
-from satmae.data.grid import BoundsLike, Grid, PathLike, dataset_grid, open_raster
+from satmae.data.grid import (
+    BoundsLike,
+    Grid,
+    PathLike,
+    dataset_grid,
+    open_raster,
+    require_georeferenced,
+    require_overlap,
+    require_projected,
+    same_crs,
+)
+from satmae.data.readers.geotiff import check_spectral_layout, stored_band_names
 from satmae.data.readers.offset import Offset, file_offset, product_offset
 from satmae.data.readers.one_date import Layer, OneDateOptions, OneDateReader, read_once
 from satmae.data.readers.protocol import RASTER_SUFFIXES, ReadOptions, Source
@@ -118,10 +130,19 @@ def safe_time(folder: PathLike) -> int | None:
     return None
 
 
-def _grid_at(reference: Grid, resolution: float | None) -> Grid:
-    """``reference`` rescaled to ``resolution`` CRS units per pixel (same extent)."""
+def _grid_at(reference: Grid, resolution: float | None, path: PathLike) -> Grid:
+    """``reference`` rescaled to ``resolution`` CRS units per pixel (same extent).
+
+    Raises:
+        ValueError: if ``resolution`` is not positive, or the CRS of ``path`` (the file the
+            reference grid comes from) is geographic or missing, so that CRS units are not
+            metres.
+    """
     if resolution is None:
         return reference
+    if not resolution > 0:
+        raise ValueError(f"resolution must be a positive pixel size in CRS units, got {resolution}")
+    require_projected(reference, resolution, path)
     x_size, y_size = reference.resolution
     x_scale, y_scale = resolution / x_size, resolution / y_size
     return Grid(
@@ -156,8 +177,68 @@ def default_grid(
     grids = []
     for band in wanted:
         with open_raster(files[band]) as dataset:
-            grids.append(dataset_grid(dataset))
-    return _grid_at(min(grids, key=lambda grid: grid.resolution[0]), resolution)
+            require_georeferenced(dataset, files[band])
+            grids.append((dataset_grid(dataset), files[band]))
+    finest, path = min(grids, key=lambda pair: pair[0].resolution[0])
+    return _grid_at(finest, resolution, path)
+
+
+def band_index(dataset: DatasetReader, path: PathLike, band: str) -> int:
+    """The 1-based index of ``band`` in a band file: its only band, or the band named so.
+
+    A per-band file holds one band. A file with several is accepted only when its band
+    descriptions (or tags) name ``band``, so that no band is ever taken by position.
+
+    Raises:
+        ValueError: if the file has several bands and none of them is named ``band``, or it
+            has an alpha band, naming the file and what it holds.
+    """
+    check_spectral_layout(dataset, path, range(1, dataset.count + 1))
+    if dataset.count == 1:
+        return 1
+    stored = stored_band_names(dataset)
+    if band in stored:
+        return stored.index(band) + 1
+    raise ValueError(
+        f"{path} should hold band {band} alone but has {dataset.count} bands (named {stored}); "
+        f"a per-band file must have one band, or name its bands (descriptions) so that {band} "
+        "can be found — export the band on its own (gdal_translate -b N) or name the bands"
+    )
+
+
+def require_same_extent(layers: Sequence[Layer]) -> None:
+    """Refuse band files whose extent differs from the first's by more than one pixel.
+
+    A band file smaller than, larger than or shifted from the others would leave a channel as
+    padding (zeros) in pixels that the other bands mark valid.
+
+    Raises:
+        ValueError: naming the file, its bounds and the reference file's bounds.
+    """
+    reference = layers[0]
+    reference_grid = dataset_grid(reference.dataset)
+    for layer in layers[1:]:
+        grid = dataset_grid(layer.dataset)
+        require_overlap(layer.path, grid, reference_grid, f"grid of {reference.path.name}")
+        if not same_crs(grid.crs, reference_grid.crs):
+            continue  # another CRS: reprojected, the overlap check is what can be said
+        tolerance = max(grid.resolution + reference_grid.resolution)
+        # each edge within one (coarser) pixel of the reference's, in both directions: a file
+        # larger than the reference leaves the reference's channel as padding, as a smaller one
+        # leaves its own
+        pairs = zip(grid.bounds, reference_grid.bounds, strict=True)
+        gaps = [abs(ours - theirs) for ours, theirs in pairs]
+        if max(gaps) > tolerance:
+            raise ValueError(
+                f"band file {layer.path} covers bounds {_rounded(grid.bounds)} but "
+                f"{reference.path.name} covers {_rounded(reference_grid.bounds)} (CRS "
+                f"{grid.crs}): the band files of one product must cover the same area; check "
+                "that they come from the same tile and were not cropped differently"
+            )
+
+
+def _rounded(bounds: tuple[float, float, float, float]) -> tuple[float, ...]:
+    return tuple(round(value, 3) for value in bounds)
 
 
 class BandFilesReader(OneDateReader):
@@ -209,16 +290,22 @@ class BandFilesReader(OneDateReader):
             layers = []
             for band in self.bands:
                 dataset = self._open(files[band])
+                require_georeferenced(dataset, files[band])
+                index = band_index(dataset, files[band], band)
                 fill = dataset.nodata if nodata is None and dataset.nodata is not None else None
                 fill = self.nodata if fill is None else fill
-                layers.append(Layer(dataset, (1,), fill, files[band]))
+                layers.append(Layer(dataset, (index,), fill, files[band]))
+            if layers:
+                require_same_extent(layers)
             self.offset = self._find_offset(files, layers)
             scl = options.get("scl", True)
             scl_file = files.get("SCL") if scl is True else scl or None
             scl_layer = self._open_scl(scl_file) if scl_file is not None else None
+            if scl_layer is not None:
+                require_georeferenced(scl_layer.dataset, scl_layer.path)
             if grid is None:
                 finest = min(layers, key=lambda layer: layer.dataset.res[0])
-                grid = _grid_at(dataset_grid(finest.dataset), resolution)
+                grid = _grid_at(dataset_grid(finest.dataset), resolution, finest.path)
             self._start(layers, scl_layer, grid, options)
         except BaseException:
             self.close()

@@ -24,7 +24,7 @@ from satmae.bands import canonical_band, canonical_bands
 from satmae.data.grid import BoundsLike, Grid, PathLike, resolve_window
 from satmae.data.readers.protocol import CUBE_SUFFIXES, ReadOptions, Source
 from satmae.data.sample import Sample, to_epoch_seconds
-from satmae.data.validity import DEFAULT_NODATA, valid_mask, zero_nonfinite
+from satmae.data.validity import DEFAULT_NODATA, apply_validity
 
 
 def open_cube(path: PathLike) -> xr.Dataset | xr.DataArray:
@@ -118,8 +118,8 @@ def read_cube(
         bounds: (left, bottom, right, top) in the grid's CRS, instead of ``window``.
         time_dim: name of the time dimension (absent: a single date without ``times``).
         band_dim: name of the band dimension.
-        nodata: missing-value marker; default the cube's nodata/_FillValue, else 0. NaN
-            pixels are always invalid.
+        nodata: missing-value marker; default the cube's nodata/_FillValue, else 0. NaN and
+            inf pixels are always invalid (:mod:`satmae.data.validity`).
         location: location id stored in the sample.
 
     Returns:
@@ -190,8 +190,7 @@ def read_cube(
     top, left = max(row, 0) - row, max(col, 0) - col
     image[:, :, top : top + values.shape[2], left : left + values.shape[3]] = values
     pixels = torch.from_numpy(image)
-    valid = valid_mask(pixels, nodata=fill)
-    zero_nonfinite(pixels)
+    valid = apply_validity(pixels, nodata=fill)
     sample: Sample = {"image": pixels, "bands": wanted, "valid": valid}
     if full.crs is not None:
         target.attach(sample)

@@ -8,12 +8,12 @@ It is never guessed: a file that names no bands and comes without a declared ord
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Unpack
 
-from rasterio.enums import Resampling
+from rasterio.enums import ColorInterp, Resampling
 from rasterio.io import DatasetReader
 from rasterio.windows import Window
 
@@ -80,6 +80,42 @@ def stored_band_names(dataset: DatasetReader) -> list[str | None]:
     return names
 
 
+ALPHA_HINT = (
+    "request only the spectral bands (bands=[...]) or export the file without it "
+    "(gdal_translate -b 1 -b 2 ...). If it does hold reflectance (GDAL and rasterio mark the "
+    "4th band of a 4-band uint8 file as alpha by default), unmark it: gdal_edit.py "
+    "-colorinterp_4 undefined, or rasterio: dst.colorinterp = [ColorInterp.gray] * dst.count"
+)
+
+
+def check_spectral_layout(dataset: DatasetReader, path: PathLike, indexes: Iterable[int]) -> None:
+    """Refuse bands that cannot be reflectance: alpha (transparency) bands and complex values.
+
+    An RGBA-like file declares its 4th band as alpha; taking it as a spectral band would feed a
+    mask of 0/255 to the model as reflectance.
+
+    Args:
+        dataset: the open file.
+        path: the file, for messages.
+        indexes: 1-based indexes of the bands that will be used as channels.
+
+    Raises:
+        ValueError: naming the file and the band.
+    """
+    for index in indexes:
+        if dataset.colorinterp[index - 1] == ColorInterp.alpha:
+            raise ValueError(
+                f"{path}: band {index} is an alpha (transparency) band, not a spectral band; "
+                f"{ALPHA_HINT}"
+            )
+        dtype = dataset.dtypes[index - 1]
+        if str(dtype).startswith("complex"):
+            raise ValueError(
+                f"{path}: band {index} holds complex values ({dtype}), which are not "
+                "reflectance; convert the file to a real data type (uint16, float32)"
+            )
+
+
 def _check_unique(names: Sequence[str], path: PathLike) -> None:
     seen: dict[str, int] = {}
     for position, name in enumerate(names, start=1):
@@ -117,6 +153,11 @@ def band_names_of(
         )
     if not all(stored):
         unnamed = [i for i, name in enumerate(stored, start=1) if name is None]
+        if alpha := [i for i in unnamed if dataset.colorinterp[i - 1] == ColorInterp.alpha]:
+            raise ValueError(
+                f"{path}: band(s) {alpha} are alpha (transparency) bands, not spectral bands, "
+                f"and the file names no band for them; {ALPHA_HINT}"
+            )
         raise ValueError(
             f"{path}: cannot tell which Sentinel-2 band is in band(s) {unnamed} "
             f"(descriptions {list(dataset.descriptions)}); the band order is never guessed — "
@@ -245,6 +286,7 @@ class GeoTiffReader(OneDateReader):
             self.location = self.path.stem if location is None else location
             self.offset = file_offset(dataset, self.path, names)
             indexes = tuple(names.index(band) + 1 for band in self.bands)
+            check_spectral_layout(dataset, path, indexes)
             layer = Layer(dataset, indexes, self.nodata, self.path)
             scl = self._scl_layer(dataset, names, options.get("scl", True))
             self._start([layer], scl, grid or dataset_grid(dataset), options)

@@ -25,7 +25,7 @@ from satmae.bands import canonical_band
 from satmae.data.grid import BoundsLike, Grid, OnGrid, PathLike, open_raster, resolve_window
 from satmae.data.readers.offset import Offset, remove_offset
 from satmae.data.sample import Sample, one_date_sample, to_epoch_seconds
-from satmae.data.validity import valid_mask, zero_nonfinite
+from satmae.data.validity import validity_masks, zero_fill
 
 
 @dataclass(frozen=True)
@@ -222,10 +222,12 @@ class OneDateReader:
                 for view in views:
                     view.close()
         image = torch.from_numpy(np.ascontiguousarray(np.concatenate(parts)[None]))  # (1,C,H,W)
-        valid = valid_mask(image, nodata=self.nodata, scl=scl)
-        zero_nonfinite(image)
+        # the one validity rule (satmae.data.validity): the masks from the values as stored, the
+        # offset removed from the stored pixels, then the unmeasured pixels zero-filled
+        valid, measured = validity_masks(image, nodata=self.nodata, scl=scl)
         if self.offset is not None:
             remove_offset(image, [self.offset.bands.get(b, 0.0) for b in self.bands], self.nodata)
+        zero_fill(image, measured)
         sample = one_date_sample(image, self.bands, valid, location=self.location, time=self.time)
         sample["harmonized"] = (self.offset.record(self.bands) if self.offset else {},)
         return target.attach(sample)

@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from satmae.data.grid import PathLike
+from satmae.data.grid import RASTER_HINT, PathLike, file_kind
 from satmae.data.readers import band_files, cube, geotiff, layouts, series
 from satmae.data.readers.protocol import Reader, ReadOptions, Source
 
@@ -82,10 +82,13 @@ def open_sources(path: PathLike, options: ReadOptions) -> list[Source]:
 
     Raises:
         FileNotFoundError: if the path does not exist or holds nothing readable.
+        ValueError: if the path is neither a regular file nor a folder (a pipe, a device).
     """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist")
+    if not path.is_file() and not path.is_dir():
+        raise ValueError(f"{path} is not a regular file but {file_kind(path)}; {RASTER_HINT}")
     entry = find_entry(path)
     found = entry.open(path, options) if entry is not None else []
     if not found:

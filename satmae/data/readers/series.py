@@ -14,7 +14,6 @@ from functools import partial
 from pathlib import Path
 
 import torch
-from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
 from satmae.data.grid import (
@@ -23,8 +22,8 @@ from satmae.data.grid import (
     PathLike,
     dataset_grid,
     open_raster,
+    require_overlap,
     resolve_window,
-    same_crs,
 )
 from satmae.data.readers.band_files import default_grid
 from satmae.data.readers.frames import (
@@ -51,26 +50,7 @@ def frame_grid(frame: Frame) -> Grid:
 
 
 def _check_overlap(frame: Frame, target: Grid) -> None:
-    grid = frame_grid(frame)
-    if grid.crs is None or target.crs is None:
-        if not same_crs(grid.crs, target.crs) or grid.aligned_offset(target) is None:
-            raise ValueError(
-                f"{frame.path} cannot be aligned with the series grid: one of them has no CRS "
-                "and their pixel grids differ; georeference the files or give them one grid"
-            )
-        return
-    left, bottom, right, top = (
-        grid.bounds
-        if same_crs(grid.crs, target.crs)
-        else transform_bounds(grid.crs, target.crs, *grid.bounds)
-    )
-    t_left, t_bottom, t_right, t_top = target.bounds
-    if left >= t_right or right <= t_left or bottom >= t_top or top <= t_bottom:
-        raise ValueError(
-            f"{frame.path} (bounds {grid.bounds} in {grid.crs}) does not overlap the series "
-            f"grid (bounds {target.bounds} in {target.crs}); frames of one series must cover "
-            "the same place — check the file list or the location column"
-        )
+    require_overlap(frame.path, frame_grid(frame), target, "series grid")
 
 
 def _as_frames(source: Sequence[Frame] | PathLike) -> list[Frame]:

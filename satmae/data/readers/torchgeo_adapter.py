@@ -25,7 +25,7 @@ from torch import Tensor
 
 from satmae.bands import canonical_bands
 from satmae.data.sample import Sample, to_epoch_seconds
-from satmae.data.validity import DEFAULT_NODATA, valid_mask, zero_nonfinite
+from satmae.data.validity import DEFAULT_NODATA, apply_validity
 
 _EARLIEST = to_epoch_seconds("1970-01-02")
 _LATEST = to_epoch_seconds("2200-01-01")
@@ -93,7 +93,8 @@ def from_torchgeo(
         ValueError: if the channel count does not match ``bands`` and ``frames``.
     """
     names = canonical_bands(bands)
-    image = torch.as_tensor(sample["image"]).to(torch.float32)
+    # a copy: the validity rule zero-fills invalid pixels in place, never in the caller's tensor
+    image = torch.as_tensor(sample["image"]).to(torch.float32, copy=True)
     if image.ndim == 3:
         channels, height, width = image.shape
         if channels != frames * len(names):
@@ -109,8 +110,8 @@ def from_torchgeo(
             f"for bands {list(names)}, got {tuple(image.shape)}"
         )
     frame_count, _, height, width = image.shape
-    valid = valid_mask(image, nodata=nodata)
-    result: Sample = {"image": zero_nonfinite(image), "bands": names, "valid": valid}
+    valid = apply_validity(image, nodata=nodata)
+    result: Sample = {"image": image, "bands": names, "valid": valid}
     time = None
     geo_crs = sample.get("crs", crs)
     if "transform" in sample:
