@@ -17,7 +17,9 @@ def run(args: argparse.Namespace) -> int:
     if occupied and not args.overwrite:
         raise CommandError(f"{out} exists and is not empty; pass --overwrite to replace it")
     model = load_encoder(args.checkpoint) if args.encoder_only else load_mae(args.checkpoint)
-    save_bundle(model, out, provenance={"exported_from": str(args.checkpoint)})
+    save_bundle(
+        model, out, provenance={"exported_from": str(args.checkpoint)}, overwrite=args.overwrite
+    )
     kind = "encoder" if args.encoder_only else "masked autoencoder"
     print(f"wrote the {kind} bundle {out} (from {args.checkpoint})")
     return 0
