@@ -12,6 +12,7 @@ import os
 import re
 import uuid
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import numcodecs
@@ -32,6 +33,7 @@ from satmae.data.store.chipstore import (
     part_exists,
 )
 from satmae.data.validity import ValidityPolicy
+from satmae.io import OutputLock
 
 _PART_NAME = re.compile(r"^[A-Za-z0-9_\-]+$")
 
@@ -99,15 +101,27 @@ class ChipStoreWriter:
             chips_per_batch=chips_per_batch,
             storage_options=storage_options,
         )
-        if part_exists(root, part, storage_options):
-            raise FileExistsError(
-                f"part {part!r} of {root} is already written; skip it (resume) or delete its file"
-            )
+        self._fs, path = filesystem(root, storage_options)
+        self._folder = f"{path}/{PARTS_DIR}"
+        # One writer per part, across processes: the part's lock (satmae.io) is held from here
+        # to close() or abort(); a second writer gets OutputBusyError. Local stores only.
+        self._lock = (
+            OutputLock(Path(self._folder) / part) if isinstance(self._fs, LocalFileSystem) else None
+        )
+        if self._lock is not None:
+            self._lock.acquire()
+        try:
+            if part_exists(root, part, storage_options):
+                raise FileExistsError(
+                    f"part {part!r} of {root} is already written; skip it (resume) or delete "
+                    "its file"
+                )
+        except BaseException:
+            self._release()
+            raise
         self.root, self.part, self.policy = str(root), part, policy
         self.written = self.skipped = 0
         self._codec = numcodecs.get_codec(dict(self.spec.codec))
-        self._fs, path = filesystem(root, storage_options)
-        self._folder = f"{path}/{PARTS_DIR}"
         self._temporary = f"{self._folder}/.{part}.{uuid.uuid4().hex}.tmp"
         self._schema = chip_schema(self.spec)
         self._file = self._fs.open(self._temporary, "wb")
@@ -257,7 +271,10 @@ class ChipStoreWriter:
         self._file.close()
         self._closed = True
         final = f"{self._folder}/{self.part}.n{self.written}.arrow"
-        self._fs.mv(self._temporary, final)
+        try:
+            self._fs.mv(self._temporary, final)
+        finally:
+            self._release()
         return PartInfo(self.part, final, self.written)
 
     def abort(self) -> None:
@@ -265,6 +282,13 @@ class ChipStoreWriter:
         if self._closed:
             return
         self._closed = True
-        self._file.close()
-        if self._fs.exists(self._temporary):
-            self._fs.rm(self._temporary)
+        try:
+            self._file.close()
+            if self._fs.exists(self._temporary):
+                self._fs.rm(self._temporary)
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
