@@ -175,7 +175,6 @@ def _lock_file(path: Path, target: Path) -> int | None:
                 error.errno,
                 f"cannot write {target}: cannot create its lock file {path.name} "
                 f"({error.strerror}); check that the folder exists and is writable",
-                target,
             ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -186,7 +185,7 @@ def _lock_file(path: Path, target: Path) -> int | None:
                 f"{target} is being written by another process{holder} (lock {path.name}); "
                 "wait for it to finish or choose another output path"
             )
-            busy.errno, busy.filename = errno.EBUSY, str(target)
+            busy.errno = errno.EBUSY  # no filename: the text stays exactly the message
             raise busy from None
         except OSError as error:
             os.close(fd)
@@ -450,7 +449,6 @@ def _make_temporary(target: Path, *, folder: bool) -> Path:
             error.errno,
             f"cannot write {target}: cannot create a file in {target.parent} "
             f"({error.strerror}); check that the folder is writable and has free space",
-            target,
         ) from None
     os.close(handle)
     return Path(name)
@@ -470,15 +468,17 @@ def _user_error(error: OSError, target: Path, internal: Path) -> OSError:
         error.errno,
         f"cannot write {target}: {reason}; check that its folder exists, is writable and has "
         "free space",
-        target,
     )
 
 
-def _os_error(code: int | None, message: str, target: Path) -> OSError:
-    """An OSError of the subclass for ``code`` whose text is exactly ``message``."""
+def _os_error(code: int | None, message: str) -> OSError:
+    """An OSError of the subclass for ``code`` whose text is exactly ``message``.
+
+    Only ``errno`` is set: with ``filename`` set, :class:`OSError` would print its own format.
+    """
     kind = type(OSError(code, "")) if code is not None else OSError
     error = kind(message)
-    error.errno, error.filename = code, str(target)  # type: ignore[assignment]
+    error.errno = code  # type: ignore[assignment]
     return error
 
 
