@@ -190,9 +190,7 @@ def _lock_file(path: Path, target: Path) -> int | None:
         except OSError as error:
             os.close(fd)
             if error.errno not in _NO_FLOCK:
-                raise _os_error(
-                    error.errno, f"cannot lock {target} ({error.strerror})", target
-                ) from None
+                raise _os_error(error.errno, f"cannot lock {target} ({error.strerror})") from None
             warnings.warn(
                 f"the file system of {target} cannot lock files ({error.strerror}); writing "
                 "without a lock, so a concurrent run of the same output is not detected",
