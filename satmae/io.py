@@ -52,9 +52,14 @@ class OutputLockWarning(UserWarning):
 # naming
 
 
+def _absolute(target: str | os.PathLike[str]) -> Path:
+    """``target`` made absolute and normalised, so that ``.`` or ``dir/..`` have a name."""
+    return Path(os.path.abspath(target))
+
+
 def lock_path(target: str | os.PathLike[str]) -> Path:
     """The lock file of ``target``: ``.NAME.lock`` in the same folder."""
-    path = Path(target)
+    path = _absolute(target)
     return path.parent / f".{path.name}.lock"
 
 
@@ -65,7 +70,7 @@ def _temporary_pattern(target: Path) -> re.Pattern[str]:
 
 def stale_temporaries(target: str | os.PathLike[str]) -> list[Path]:
     """Temporaries of ``target`` in its folder (files or folders), e.g. left by a killed run."""
-    path = Path(target)
+    path = _absolute(target)
     if not path.parent.is_dir():
         return []
     pattern = _temporary_pattern(path)
@@ -94,10 +99,6 @@ _held: dict[Path, _Held] = {}
 _held_guard = threading.Lock()
 
 
-def _key(target: Path) -> Path:
-    return target.parent.resolve() / target.name
-
-
 class OutputLock:
     """An advisory, process-re-entrant lock on one output path.
 
@@ -117,39 +118,40 @@ class OutputLock:
     def __init__(self, target: str | os.PathLike[str]) -> None:
         self.target = Path(target)
         self.path = lock_path(self.target)
+        # One entry per output whatever path spelling reaches it (links in the folder resolved).
+        self._key = self.path.parent.resolve() / self.path.name
         self._acquired = False
 
     def acquire(self) -> None:
         """Take the lock (non-blocking); see the class for what is raised."""
         if self._acquired:
             return
-        key = _key(self.target)
         with _held_guard:
-            held = _held.get(key)
+            held = _held.get(self._key)
             if held is not None and held.pid == os.getpid():
                 held.depth += 1
                 self._acquired = True
                 return
             fd = _lock_file(self.path, self.target)
-            _held[key] = _Held(os.getpid(), fd, 1)
+            _held[self._key] = _Held(os.getpid(), fd, 1)
             self._acquired = True
-        for stale in stale_temporaries(self.target):
-            _remove_tree_or_file(stale)
+        if fd is not None:  # without a lock, a temporary may belong to a live concurrent run
+            for stale in stale_temporaries(self.target):
+                _remove_tree_or_file(stale)
 
     def release(self) -> None:
         """Give the lock back; the last release in the process removes the lock file."""
         if not self._acquired:
             return
         self._acquired = False
-        key = _key(self.target)
         with _held_guard:
-            held = _held.get(key)
+            held = _held.get(self._key)
             if held is None or held.pid != os.getpid():
                 return
             held.depth -= 1
             if held.depth:
                 return
-            del _held[key]
+            del _held[self._key]
             if held.fd is not None:
                 # Unlinked while still locked: a process that opened this file meanwhile finds
                 # it unlinked after locking it and retries on a fresh one (see _lock_file).
@@ -436,17 +438,17 @@ def replace_folder(source: Path, destination: Path) -> None:
 
 def _make_temporary(target: Path, *, folder: bool) -> Path:
     """A new private temporary of ``target`` in its folder (matched by stale_temporaries)."""
+    path = _absolute(target)
+    prefix = f".{path.name}."
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
         if folder:
-            return Path(
-                tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-            )
-        handle, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+            return Path(tempfile.mkdtemp(prefix=prefix, suffix=".tmp", dir=path.parent))
+        handle, name = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=path.parent)
     except OSError as error:
         raise _os_error(
             error.errno,
-            f"cannot write {target}: cannot create a file in {target.parent} "
+            f"cannot write {target}: cannot create a file in {path.parent} "
             f"({error.strerror}); check that the folder is writable and has free space",
         ) from None
     os.close(handle)

@@ -256,3 +256,33 @@ def test_check_output_refuses_the_wrong_kind(tmp_path: Path, kind: str) -> None:
 
 def test_a_busy_error_is_a_file_exists_error() -> None:
     assert issubclass(OutputBusyError, FileExistsError)
+
+
+def test_without_flock_the_write_warns_and_still_happens(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fcntl
+
+    from satmae.io import OutputLockWarning
+
+    def no_flock(fd: int, operation: int) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_flock)
+    other_run = tmp_path / ".out.json.abcd1234.tmp"  # may belong to a live run: kept
+    other_run.write_text("in progress")
+    with (
+        pytest.warns(OutputLockWarning, match=r"out\.json cannot lock files"),
+        atomic_path(tmp_path / "out.json") as staging,
+    ):
+        staging.write_text("new")
+    assert (tmp_path / "out.json").read_text() == "new" and other_run.exists()
+
+
+def test_outputs_named_by_dot_or_dot_dot_get_a_real_lock_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "run").mkdir()
+    monkeypatch.chdir(tmp_path / "run")
+    assert lock_path(".") == tmp_path / ".run.lock"
+    assert lock_path("sub/../out.json") == tmp_path / "run" / ".out.json.lock"
