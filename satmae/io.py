@@ -12,8 +12,9 @@ An output is either the old one or the complete new one, and two runs never writ
    output unless ``overwrite``, and a non-empty folder that is not recognisably one satmae
    wrote, even with ``overwrite``.
 3. **Stage.** The new content is written to a hidden temporary beside the target
-   (``.NAME.XXXXXXXX.tmp``, same file system) and moved onto the target only when the writing
-   block succeeds; it is removed when the block fails. Temporaries left by a killed run of the
+   (``.NAME.XXXXXXXX.tmp``, same file system; a file is written as ``NAME`` inside such a
+   folder) and moved onto the target only when the writing block succeeds; it is removed when
+   the block fails. Temporaries left by a killed run of the
    same output are removed when the next run takes the lock. Folders are staged whole and
    swapped in, so a folder never mixes files of two runs.
 4. **Permissions.** Results get the permissions the user's umask allows (temporaries are
@@ -336,11 +337,11 @@ def claim_output(
 
 @contextmanager
 def atomic_path(target: str | os.PathLike[str], *, overwrite: bool = True) -> Iterator[Path]:
-    """Yield a temporary path beside ``target``; move it onto ``target`` when the block succeeds.
+    """Yield a temporary path for ``target``; move it onto ``target`` when the block succeeds.
 
-    The temporary lives in the target's folder (same file system, so the final
-    :func:`os.replace` is atomic) and is removed if the block raises. The output's lock is held
-    throughout.
+    The temporary ``.NAME.XXXXXXXX.tmp/NAME`` lives in the target's folder (same file system,
+    so the final :func:`os.replace` is atomic) and is removed if the block raises. The output's
+    lock is held throughout.
 
     Args:
         target: the file to write.
@@ -356,7 +357,12 @@ def atomic_path(target: str | os.PathLike[str], *, overwrite: bool = True) -> It
     destination = Path(target)
     with OutputLock(destination):
         check_output(destination, overwrite=overwrite)
-        staging = _make_temporary(destination, folder=False)
+        # The file is staged under its own name inside a private hidden folder: libraries that
+        # pick the format from the suffix see the real one, and side files they create (the
+        # safetensors writer has its own temporary) stay inside the folder, which a killed
+        # run's successor removes whole.
+        folder = _make_temporary(destination, folder=True)
+        staging = folder / destination.name
         try:
             try:
                 yield staging
@@ -364,12 +370,12 @@ def atomic_path(target: str | os.PathLike[str], *, overwrite: bool = True) -> It
                 os.chmod(staging, 0o666 & ~current_umask())
                 os.replace(staging, destination)
             except OSError as error:
-                reworded = _user_error(error, destination, staging)
+                reworded = _user_error(error, destination, folder)
                 if reworded is error:
                     raise
                 raise reworded from error
         finally:
-            staging.unlink(missing_ok=True)
+            _remove_tree_or_file(folder)
 
 
 @contextmanager
@@ -461,10 +467,11 @@ def _user_error(error: OSError, target: Path, internal: Path) -> OSError:
     An error about anything else (an input read inside the writing block, our own refusals) is
     returned unchanged.
     """
-    names = {str(internal), internal.name}
-    if not (error.filename in names or error.filename2 in names or str(internal) in str(error)):
+    mentioned = [str(name) for name in (error.filename, error.filename2) if name is not None]
+    if not any(str(internal) in text for text in [*mentioned, str(error)]):
         return error
-    reason = error.strerror or str(error).replace(str(internal), str(target))
+    text = str(error).replace(f"{internal}/{target.name}", str(target))
+    reason = error.strerror or text.replace(str(internal), str(target))
     return _os_error(
         error.errno,
         f"cannot write {target}: {reason}; check that its folder exists, is writable and has "

@@ -198,3 +198,47 @@ def test_demo_overwrite_refuses_a_folder_that_is_not_a_demo_set(tmp_path: Path, 
     err = capsys.readouterr().err
     assert ".demo-abc123, mine.tif" in err and "not an output satmae wrote" in err
     assert (out / "mine.tif").read_bytes() == b"x"
+
+
+def test_a_killed_export_is_cleaned_up_and_errors_name_the_bundle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from safetensors import SafetensorError
+
+    import satmae.models.bundle as bundle
+    from satmae.models import create_model, save_bundle
+
+    target = tmp_path / "model.safetensors"
+    code = textwrap.dedent(
+        """
+        import os, sys
+        import satmae.models.bundle as bundle
+        from satmae.models import create_model, save_bundle
+        real = bundle.save_file
+        def save_then_die(tensors, filename, metadata=None):
+            real(tensors, filename, metadata=metadata)
+            os._exit(9)  # killed after the weights, before the rename
+        bundle.save_file = save_then_die
+        save_bundle(create_model("satmae_tiny"), sys.argv[1])
+        """
+    )
+    killed = subprocess.run(python(code, str(target)), env=environment(), timeout=300)
+    assert killed.returncode == 9 and not target.exists()
+    left = sorted(p.name for p in tmp_path.iterdir())  # the lock file and the staged weights
+    assert left == sorted([".model.safetensors.lock", stale_temporaries(target)[0].name])
+    model = create_model("satmae_tiny")
+    save_bundle(model, target)  # the rerun removes what the kill left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.safetensors"]
+
+    def disk_full(tensors: object, filename: str, metadata: object = None) -> None:
+        raise SafetensorError(
+            "Error while serializing: I/O error: No space left on device (os error 28) at "
+            f'path "{filename}"'
+        )
+
+    monkeypatch.setattr(bundle, "save_file", disk_full)
+    for out in (tmp_path / "other.safetensors", tmp_path / "folder"):
+        with pytest.raises(OSError, match=rf"cannot write {out}: .*No space left") as caught:
+            save_bundle(model, out)
+        assert ".tmp" not in str(caught.value) and not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.safetensors"]

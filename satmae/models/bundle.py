@@ -10,6 +10,7 @@ Lightning checkpoints that carry a ``satmae_config`` entry.
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from collections.abc import Mapping
 from dataclasses import replace
@@ -82,12 +83,25 @@ def save_bundle(
     tensors = {prefix + k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     if path.suffix == ".safetensors":
         with atomic_path(path, overwrite=overwrite) as staging:
-            save_file(tensors, str(staging), metadata={METADATA_KEY: json.dumps(document)})
+            _save_weights(tensors, staging, path, {METADATA_KEY: json.dumps(document)})
         return path
     with atomic_folder(path, overwrite=overwrite, is_ours=_is_bundle_folder) as staging:
-        save_file(tensors, str(staging / WEIGHTS_NAME))
+        _save_weights(tensors, staging / WEIGHTS_NAME, path, None)
         (staging / CONFIG_NAME).write_text(json.dumps(document, indent=2) + "\n", "utf-8")
     return path
+
+
+def _save_weights(
+    tensors: dict[str, Tensor], staging: Path, target: Path, metadata: dict[str, str] | None
+) -> None:
+    """``save_file`` into ``staging``; its errors become an OSError naming ``target``."""
+    try:
+        save_file(tensors, str(staging), metadata=metadata)
+    except SafetensorError as error:
+        reason = re.sub(r' at path ".*"', "", str(error))  # the path is a hidden temporary
+        raise OSError(
+            f"cannot write {target}: {reason}; check that its folder is writable and has free space"
+        ) from None
 
 
 def _is_bundle_folder(folder: Path) -> bool:
