@@ -242,3 +242,42 @@ def test_a_killed_export_is_cleaned_up_and_errors_name_the_bundle(
             save_bundle(model, out)
         assert ".tmp" not in str(caught.value) and not out.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.safetensors"]
+
+
+def test_oscd_city_is_swapped_in_whole_and_a_killed_one_is_cleaned_up(tmp_path: Path) -> None:
+    from satmae.bands import L1C_BANDS
+    from satmae.data.readers.layouts import OSCD_IMAGES
+    from satmae.prep.oscd_torchgeo import CityTask, write_city
+    from tests.test_data_prep import write_product
+
+    images = tmp_path / "oscd" / OSCD_IMAGES
+    for date in (1, 2):
+        write_product(images / "alpha" / f"imgs_{date}", date, 24, bands=L1C_BANDS)
+    out_images = tmp_path / "torchgeo" / OSCD_IMAGES
+    killed = out_images / ".alpha.abcd1234.tmp"  # what a killed conversion left
+    (killed / "imgs_1_rect").mkdir(parents=True)
+    task = CityTask(images, out_images, "alpha")
+    holder = subprocess.Popen(
+        python(
+            "from satmae.io import OutputLock; import sys, time\n"
+            "OutputLock(sys.argv[1]).acquire(); print('held', flush=True); time.sleep(60)",
+            str(out_images / "alpha"),
+        ),
+        stdout=subprocess.PIPE,
+        text=True,
+        env=environment(),
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        busy = write_city(task)  # another process is converting alpha
+        assert busy.startswith("alpha: ") and "being written by another process" in busy
+    finally:
+        holder.kill()
+        holder.wait()
+    assert write_city(task) == "written"
+    assert sorted(p.name for p in out_images.iterdir()) == ["alpha"]  # staging of the kill gone
+    assert sorted(p.name for p in (out_images / "alpha").iterdir()) == [
+        "imgs_1_rect",
+        "imgs_2_rect",
+    ]
+    assert write_city(task) == "exists"
