@@ -281,3 +281,33 @@ def test_oscd_city_is_swapped_in_whole_and_a_killed_one_is_cleaned_up(tmp_path: 
         "imgs_2_rect",
     ]
     assert write_city(task) == "exists"
+
+
+def test_stats_killed_mid_write_keeps_the_old_file_and_the_rerun_works(
+    demo: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "stats.json"
+    out.write_text('{"old": true}\n')
+    code = textwrap.dedent(
+        """
+        import os, signal, sys
+        from satmae.cli import main
+        from satmae.io import atomic_path
+        from satmae.normalization import BandStats
+
+        def save_half_then_die(self, path):
+            with atomic_path(path) as staging:
+                staging.write_text('{"half": ')
+                os.kill(os.getpid(), signal.SIGKILL)
+
+        BandStats.save = save_half_then_die
+        sys.exit(main(sys.argv[1:]))
+        """
+    )
+    argv = ["stats", str(demo), "--out", str(out), "--quiet", "--overwrite"]
+    killed = subprocess.run(python(code, *argv), env=environment(), timeout=300, check=False)
+    assert killed.returncode == -9  # a real SIGKILL
+    assert out.read_text() == '{"old": true}\n'
+    assert main(argv) == 0
+    assert json.loads(out.read_text())["format"] == "satmae-stats"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["stats.json"]
