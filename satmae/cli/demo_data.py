@@ -8,15 +8,16 @@ from pathlib import Path
 
 def run(args: argparse.Namespace) -> int:
     """Generate the demo set and print what was written."""
-    from satmae.data.synthetic import DemoConfig, write_demo_set
-    from satmae.io import atomic_path
+    from satmae.data.synthetic import DemoConfig, DemoSet, write_demo_set
+    from satmae.data.synthetic.files import OVERVIEW
     from satmae.viz import demo_overview
 
+    def draw_overview(staged: DemoSet) -> None:  # inside the staged set, so it swaps in with it
+        demo_overview(staged.root).savefig(staged.root / OVERVIEW, dpi=80, format="png")
+
     config = DemoConfig(seed=args.seed, size=args.size, num_dates=args.dates)
-    demo = write_demo_set(args.out, config, overwrite=args.overwrite)
-    overview = demo.root / "overview.png"
-    with atomic_path(overview) as staging:
-        demo_overview(demo.root).savefig(staging, dpi=80, format="png")
+    demo = write_demo_set(args.out, config, overwrite=args.overwrite, extras=draw_overview)
+    overview = demo.root / OVERVIEW
     total = sum(path.stat().st_size for path in demo.root.iterdir() if path.is_file())
     first, last = demo.dates[0].date(), demo.dates[-1].date()
     print(
@@ -49,6 +50,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument(
         "--overwrite",
         action="store_true",
-        help="replace demo files in a non-empty folder (other files are kept)",
+        help="replace a demo set written earlier, whole (a folder holding anything else is "
+        "never replaced)",
     )
     parser.set_defaults(func=run)

@@ -22,7 +22,9 @@ def run(args: argparse.Namespace) -> int:
         if args.encoder_only
         else load_mae(args.checkpoint, strict=strict)
     )
-    save_bundle(model, out, provenance={"exported_from": str(args.checkpoint)})
+    save_bundle(
+        model, out, provenance={"exported_from": str(args.checkpoint)}, overwrite=args.overwrite
+    )
     kind = "encoder" if args.encoder_only else "masked autoencoder"
     print(f"wrote the {kind} bundle {out} (from {args.checkpoint})")
     return 0

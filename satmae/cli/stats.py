@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from satmae.normalization import BandStats
 
 from satmae.cli.arguments import positive_int
 
@@ -12,18 +16,28 @@ from satmae.cli.arguments import positive_int
 def run(args: argparse.Namespace) -> int:
     """Stream every sample under DATA and write the statistics JSON."""
     # Heavy imports live here so that `satmae --help` stays fast.
-    from rich.console import Console
-    from rich.table import Table
-    from tqdm.auto import tqdm
-
-    from satmae.data.readers.sources import iter_tiles, list_sources
-    from satmae.data.stats import DEFAULT_PERCENTILES, StatsAccumulator
+    from satmae.data.stats import DEFAULT_PERCENTILES
+    from satmae.io import claim_output
 
     if args.percentiles is None:
         args.percentiles = list(DEFAULT_PERCENTILES)
-    out = Path(args.out)
-    if out.exists() and not args.overwrite:
-        raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
+    # Claimed before the work: a second run of the same --out fails at once (busy or exists),
+    # and the lock is held until the JSON is in place.
+    with claim_output(args.out, overwrite=args.overwrite) as out:
+        stats = _compute(args)
+        stats.save(out)  # under the claim: checked above, and no other run can write it
+    if not args.quiet:
+        _show(stats, out)
+    return 0
+
+
+def _compute(args: argparse.Namespace) -> BandStats:
+    """Stream every sample under ``args.data`` into the statistics."""
+    from tqdm.auto import tqdm
+
+    from satmae.data.readers.sources import iter_tiles, list_sources
+    from satmae.data.stats import StatsAccumulator
+
     sources = list_sources(args.data, args.bands, band_order=args.band_order)
     accumulator = StatsAccumulator(
         args.bands, exact_limit=args.exact_limit, percentiles=args.percentiles
@@ -36,26 +50,29 @@ def run(args: argparse.Namespace) -> int:
         f"computed with `satmae stats {args.data}` on {len(sources)} samples ({today}); "
         "valid pixels only"
     )
-    stats = accumulator.result(provenance)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    stats.save(out)
-    if not args.quiet:
-        table = Table(title=f"{out} ({'exact' if stats.exact else 'histogram'} percentiles)")
-        for column in ("band", "mean", "std", "p2", "p50", "p98", "pixels"):
-            table.add_column(column, justify="right")
-        for band in stats.bands:
-            q = stats.percentiles[band]
-            table.add_row(
-                band,
-                f"{stats.mean[band]:.2f}",
-                f"{stats.std[band]:.2f}",
-                f"{q.get('2', float('nan')):.1f}",
-                f"{q.get('50', float('nan')):.1f}",
-                f"{q.get('98', float('nan')):.1f}",
-                f"{stats.count[band]:,}",
-            )
-        Console().print(table)
-    return 0
+    return accumulator.result(provenance)
+
+
+def _show(stats: BandStats, out: Path) -> None:
+    """Print the per-band table."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{out} ({'exact' if stats.exact else 'histogram'} percentiles)")
+    for column in ("band", "mean", "std", "p2", "p50", "p98", "pixels"):
+        table.add_column(column, justify="right")
+    for band in stats.bands:
+        q = stats.percentiles[band]
+        table.add_row(
+            band,
+            f"{stats.mean[band]:.2f}",
+            f"{stats.std[band]:.2f}",
+            f"{q.get('2', float('nan')):.1f}",
+            f"{q.get('50', float('nan')):.1f}",
+            f"{q.get('98', float('nan')):.1f}",
+            f"{stats.count[band]:,}",
+        )
+    Console().print(table)
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -94,6 +111,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "a tile with values outside the plausible Sentinel-2 range stops the run",
     )
     parser.add_argument("--provenance", help="text stored in the JSON about where data came from")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace an existing --out (a regular file only)"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar or table")
     parser.set_defaults(func=run)

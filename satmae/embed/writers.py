@@ -4,8 +4,10 @@ Raster writers take windows of a patch-resolution grid as they are computed, so 
 bounded by the window, never by the scene. Each writes into a hidden partial output beside the
 target and moves it onto the target only when :meth:`close` succeeds: an interrupted run leaves
 the old output (or none) and a ``.partial`` leftover that the next run replaces, never a
-truncated file under the target's name. Every output carries :class:`EmbeddingMeta` as flat
-string tags (GeoTIFF tags, Zarr attributes, Parquet key-value metadata).
+truncated file under the target's name. A writer holds its output's lock (:mod:`satmae.io`)
+while it is open, so two runs never write the same output. Every output carries
+:class:`EmbeddingMeta` as flat string tags (GeoTIFF tags, Zarr attributes, Parquet key-value
+metadata).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from numpy.typing import NDArray
 from rasterio.crs import CRS
 from rasterio.windows import Window
 
-from satmae.io import atomic_path
+from satmae.io import OutputLock, atomic_path, check_output, current_umask, replace_folder
 
 Bounds = tuple[float, float, float, float]
 """``(minx, miny, maxx, maxy)`` in the CRS of the output."""
@@ -117,9 +119,9 @@ class EmbeddingWriter(Protocol):
         """Remove the partial output; the target is left as it was."""
 
 
-def _refuse_existing(path: Path, overwrite: bool) -> None:
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass --overwrite (overwrite=True) to replace it")
+def _is_zarr_store(folder: Path) -> bool:
+    """Whether ``folder`` is a Zarr store (only such a folder is replaced by a Zarr output)."""
+    return any((folder / name).is_file() for name in ("zarr.json", ".zgroup", ".zarray"))
 
 
 def _partial(path: Path) -> Path:
@@ -137,11 +139,14 @@ def _remove(path: Path) -> None:
 class _WindowedWriter:
     """Shared set-up, checks and context-manager behaviour of the raster writers.
 
-    Refuses an existing ``path`` unless ``overwrite``, chooses the block size and prepares the
-    hidden partial output beside ``path`` (removing one a killed run left).
+    Holds the output's lock (:class:`satmae.io.OutputLock`) from construction to
+    :meth:`close` or :meth:`abort`, refuses an existing ``path`` unless ``overwrite`` (and a
+    folder that is not a Zarr store even then), chooses the block size and prepares the hidden
+    partial output beside ``path`` (removing one a killed run left).
     """
 
     _closed: bool = False
+    _folder: bool = False  # the output is a folder (a Zarr store)
 
     def __init__(
         self,
@@ -154,12 +159,25 @@ class _WindowedWriter:
         block_size: int | None,
     ) -> None:
         self.path = Path(path)
-        _refuse_existing(self.path, overwrite)
         self.width, self.height, self.features = width, height, features
         self.block_size = block_size or _auto_block(width, height, features, itemsize)
         self.partial = _partial(self.path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = OutputLock(self.path)
+        self._lock.acquire()
+        try:
+            check_output(
+                self.path, overwrite=overwrite, folder=self._folder, is_ours=_is_zarr_store
+            )
+            self._overwrite = overwrite
+            _remove(self.partial)
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def _release(self) -> None:
+        """Remove the partial output and give the output's lock back."""
         _remove(self.partial)
+        self._lock.release()
 
     def _check(self, window: Window, values: NDArray[np.floating]) -> None:
         if self._closed:
@@ -252,13 +270,29 @@ class CogWriter(_WindowedWriter):
             raise ValueError(f"block_size must be a multiple of 16, got {block_size}")
         itemsize = np.dtype(dtype).itemsize
         super().__init__(path, width, height, features, itemsize, overwrite, block_size)
-        self._dataset = rasterio.open(
+        try:
+            self._dataset = self._open(crs, transform, meta, dtype, nodata)
+        except BaseException:
+            self._closed = True
+            self._release()
+            raise
+
+    def _open(
+        self,
+        crs: CRS | str | None,
+        transform: Affine,
+        meta: EmbeddingMeta,
+        dtype: str,
+        nodata: float,
+    ) -> Any:
+        """The partial tiled GeoTIFF, with band descriptions and tags."""
+        dataset = rasterio.open(
             self.partial,
             "w",
             driver="GTiff",
-            width=width,
-            height=height,
-            count=features,
+            width=self.width,
+            height=self.height,
+            count=self.features,
             dtype=dtype,
             crs=CRS.from_user_input(crs) if crs is not None else None,
             transform=transform,
@@ -269,8 +303,9 @@ class CogWriter(_WindowedWriter):
             interleave="band",
             BIGTIFF="IF_SAFER",
         )
-        self._dataset.descriptions = tuple(f"f{i:03d}" for i in range(features))
-        self._dataset.update_tags(**meta.tags())
+        dataset.descriptions = tuple(f"f{i:03d}" for i in range(self.features))
+        dataset.update_tags(**meta.tags())
+        return dataset
 
     def write(self, window: Window, values: NDArray[np.floating]) -> None:
         """Store ``values`` ``(F, h, w)`` at ``window`` of the patch grid."""
@@ -297,14 +332,14 @@ class CogWriter(_WindowedWriter):
                     BIGTIFF="IF_SAFER",
                 )
         finally:
-            _remove(self.partial)
+            self._release()
 
     def abort(self) -> None:
         """Remove the partial GeoTIFF; ``path`` is left as it was."""
         if not self._closed:
             self._dataset.close()
             self._closed = True
-        _remove(self.partial)
+        self._release()
 
 
 def _quantize_scale(max_abs: NDArray[np.floating]) -> float:
@@ -364,6 +399,7 @@ class ZarrWriter(_WindowedWriter):
     ) -> None:
         if quantize not in (None, "int8"):
             raise ValueError(f"quantize must be 'int8' or None, got {quantize!r}")
+        self._folder = True
         self.dtype = np.dtype(dtype)
         super().__init__(path, width, height, features, self.dtype.itemsize, overwrite, block_size)
         self.crs = CRS.from_user_input(crs) if crs is not None else None
@@ -372,12 +408,16 @@ class ZarrWriter(_WindowedWriter):
         self.nodata = nodata
         self.quantize = quantize
         self.staging = self.partial.with_name(self.partial.name + ".float") if quantize else None
-        if self.staging is not None:
-            _remove(self.staging)
-            self._create(self.staging, encoding={})
-        else:
-            self._create(self.partial, encoding={"_FillValue": nodata})
-        self._array = self._open_array(self.staging or self.partial)
+        try:
+            if self.staging is not None:
+                _remove(self.staging)
+                self._create(self.staging, encoding={})
+            else:
+                self._create(self.partial, encoding={"_FillValue": nodata})
+            self._array = self._open_array(self.staging or self.partial)
+        except BaseException:
+            self.abort()
+            raise
 
     def _dataset(self) -> Any:
         """An empty (dask-backed) dataset with the output's coordinates and attributes."""
@@ -441,13 +481,11 @@ class ZarrWriter(_WindowedWriter):
         try:
             if self.staging is not None:
                 self._quantize(self._array)
-            if self.path.exists():
-                _remove(self.path)
-            os.replace(self.partial, self.path)
+            check_output(self.path, overwrite=self._overwrite, folder=True, is_ours=_is_zarr_store)
+            os.chmod(self.partial, 0o777 & ~current_umask())
+            replace_folder(self.partial, self.path)
         finally:
-            for leftover in (self.partial, self.staging):
-                if leftover is not None:
-                    _remove(leftover)
+            self.abort()
 
     def _blocks(self) -> list[tuple[slice, slice]]:
         step = self.block_size
@@ -483,9 +521,9 @@ class ZarrWriter(_WindowedWriter):
     def abort(self) -> None:
         """Remove the partial store; ``path`` is left as it was."""
         self._closed = True
-        for leftover in (self.partial, self.staging):
-            if leftover is not None:
-                _remove(leftover)
+        if self.staging is not None:
+            _remove(self.staging)
+        self._release()
 
 
 def rectangle_wkb(bounds: Bounds) -> bytes:
@@ -548,7 +586,7 @@ def write_geoparquet(
             name is reserved.
     """
     target = Path(path)
-    _refuse_existing(target, overwrite)
+    check_output(target, overwrite=overwrite)  # fail before the work; re-checked under the lock
     matrix = np.asarray(vectors, dtype=np.float32)
     if matrix.ndim != 2:
         raise ValueError(f"expected vectors of shape (N, F), got {matrix.shape}")
@@ -569,7 +607,7 @@ def write_geoparquet(
     table = pa.table(columns).replace_schema_metadata(
         {b"geo": json.dumps(geo).encode(), METADATA_KEY.encode(): json.dumps(meta.tags()).encode()}
     )
-    with atomic_path(target) as staging:
+    with atomic_path(target, overwrite=overwrite) as staging:
         pq.write_table(table, staging)
 
 

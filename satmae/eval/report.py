@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from satmae.eval.figures import write_result_figures
-from satmae.io import atomic_path
+from satmae.io import atomic_path, claim_output
 
 REPORT_VERSION = 1
 """Version of the ``report.json`` layout; :func:`compare_reports` reads versions up to it."""
@@ -142,20 +142,6 @@ def _check_result(result: Any, index: int) -> None:
         )
 
 
-def _check_target(path: Path, overwrite: bool) -> None:
-    """Refuse a non-file at ``path`` always, and a non-empty report unless ``overwrite``."""
-    if path.is_symlink() or (path.exists() and not path.is_file()):
-        raise FileExistsError(
-            f"{path} exists and is not a regular file; it is never replaced: remove it or "
-            "choose another --out"
-        )
-    if path.is_file() and path.stat().st_size > 0 and not overwrite:
-        raise FileExistsError(
-            f"{path} exists; pass --overwrite (overwrite=True) to replace the report or choose "
-            "another --out"
-        )
-
-
 def _stems(results: Sequence[Mapping[str, Any]]) -> list[str]:
     """Distinct figure-name prefixes: benchmark_protocol, numbered where two results share one."""
     base = [f"{r['benchmark']}_{r['protocol']}" for r in results]
@@ -178,15 +164,16 @@ def write_report(
     Args:
         results: one result dict or a list of them (the schema of ``satmae evaluate``).
         out_dir: the report folder (created if needed).
-        overwrite: replace an existing non-empty ``report.json`` / ``report.md``. Something
-            that is not a regular file (a folder, a link) is never replaced.
+        overwrite: replace an existing ``report.json`` / ``report.md``. Something that is not
+            a regular file (a folder, a link) is never replaced.
 
     Returns:
         The path of ``report.md``; ``report.json`` lies beside it.
 
     Raises:
         FileExistsError: if a report exists and ``overwrite`` is false, a report path is not a
-            regular file, or ``out_dir`` is a file.
+            regular file, ``out_dir`` is a file, or another process is writing the report
+            (``OutputBusyError``).
         ValueError: if there is no result or a result lacks benchmark, task, protocol or
             metrics.
         TypeError: if a result holds a value JSON cannot store.
@@ -200,17 +187,21 @@ def write_report(
     if root.exists() and not root.is_dir():
         raise FileExistsError(f"--out {root} is a file; give a folder for the report")
     json_path, md_path = root / REPORT_JSON, root / REPORT_MD
-    for path in (json_path, md_path):
-        _check_target(path, overwrite)
-    copies: list[dict[str, Any]] = [_jsonable(r, f"results[{i}]") for i, r in enumerate(items)]
-    for result, stem in zip(copies, _stems(copies), strict=True):
-        result["figures"] = write_result_figures(result, root, stem=stem)
-    created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    document = {VERSION_KEY: REPORT_VERSION, "created": created, "results": copies}
-    with atomic_path(json_path) as staging:
-        staging.write_text(json.dumps(document, indent=2, allow_nan=False) + "\n", "utf-8")
-    with atomic_path(md_path) as staging:
-        staging.write_text(render_markdown(document), encoding="utf-8")
+    # Both reports are claimed (locked and checked) before any figure is drawn, and stay locked
+    # until both are written: a concurrent run of the same --out fails at once.
+    with (
+        claim_output(json_path, overwrite=overwrite),
+        claim_output(md_path, overwrite=overwrite),
+    ):
+        copies = [_jsonable(r, f"results[{i}]") for i, r in enumerate(items)]
+        for result, stem in zip(copies, _stems(copies), strict=True):
+            result["figures"] = write_result_figures(result, root, stem=stem)
+        created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        document = {VERSION_KEY: REPORT_VERSION, "created": created, "results": copies}
+        with atomic_path(json_path, overwrite=overwrite) as staging:
+            staging.write_text(json.dumps(document, indent=2, allow_nan=False) + "\n", "utf-8")
+        with atomic_path(md_path, overwrite=overwrite) as staging:
+            staging.write_text(render_markdown(document), encoding="utf-8")
     return md_path
 
 

@@ -10,6 +10,7 @@ Lightning checkpoints that carry a ``satmae_config`` entry.
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from collections.abc import Mapping
 from dataclasses import replace
@@ -21,7 +22,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from satmae.io import atomic_path
+from satmae.io import atomic_folder, atomic_path
 from satmae.models.config import EncoderConfig, MAEConfig
 from satmae.models.encoder import SatMAEEncoder
 from satmae.models.mae import MaskedAutoencoder
@@ -45,8 +46,14 @@ def save_bundle(
     normalization: StatsLike | None = None,
     provenance: Mapping[str, Any] | None = None,
     mode: NormMode = "zscore",
+    *,
+    overwrite: bool = True,
 ) -> Path:
     """Write a bundle directory, or a single file when ``path`` ends in ``.safetensors``.
+
+    The write follows :mod:`satmae.io`: a single file is written to a temporary and renamed, a
+    directory is staged whole and swapped in, so a killed export leaves the old bundle (or none)
+    and its leftovers are removed by the next export to the same path.
 
     Args:
         model: an MAE (saved whole) or an encoder (saved without decoder).
@@ -56,9 +63,15 @@ def save_bundle(
             the model's own.
         provenance: free-form facts (source, data, run id…), merged with the model's.
         mode: normalisation mode when ``normalization`` is not a :class:`Normalization`.
+        overwrite: replace an existing bundle at ``path``. A folder holding anything but a
+            bundle's two files is never replaced.
 
     Returns:
         the written path.
+
+    Raises:
+        FileExistsError: if ``path`` exists and ``overwrite`` is False, is not a bundle, or is
+            being written by another process (``OutputBusyError``).
     """
     path = Path(path)
     encoder = model.encoder if isinstance(model, MaskedAutoencoder) else model
@@ -70,15 +83,32 @@ def save_bundle(
     prefix = "" if isinstance(model, MaskedAutoencoder) else "encoder."
     tensors = {prefix + k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     if path.suffix == ".safetensors":
-        with atomic_path(path) as staging:
-            save_file(tensors, str(staging), metadata={METADATA_KEY: json.dumps(document)})
+        with atomic_path(path, overwrite=overwrite) as staging:
+            _save_weights(tensors, staging, path, {METADATA_KEY: json.dumps(document)})
         return path
-    # Weights first, then the config that describes them; each file appears whole or not at all.
-    with atomic_path(path / WEIGHTS_NAME) as staging:
-        save_file(tensors, str(staging))
-    with atomic_path(path / CONFIG_NAME) as staging:
-        staging.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    with atomic_folder(path, overwrite=overwrite, is_ours=_is_bundle_folder) as staging:
+        _save_weights(tensors, staging / WEIGHTS_NAME, path, None)
+        (staging / CONFIG_NAME).write_text(json.dumps(document, indent=2) + "\n", "utf-8")
     return path
+
+
+def _save_weights(
+    tensors: dict[str, Tensor], staging: Path, target: Path, metadata: dict[str, str] | None
+) -> None:
+    """``save_file`` into ``staging``; its errors become an OSError naming ``target``."""
+    try:
+        save_file(tensors, str(staging), metadata=metadata)
+    except SafetensorError as error:
+        reason = re.sub(r' at path ".*"', "", str(error))  # the path is a hidden temporary
+        raise OSError(
+            f"cannot write {target}: {reason}; check that its folder is writable and has free space"
+        ) from None
+
+
+def _is_bundle_folder(folder: Path) -> bool:
+    """Whether ``folder`` holds a bundle and nothing else (only such a folder is replaced)."""
+    names = {entry.name for entry in folder.iterdir()}
+    return CONFIG_NAME in names and names <= {CONFIG_NAME, WEIGHTS_NAME}
 
 
 def _read_any(path: Path) -> tuple[dict[str, Tensor], ModelSpec]:

@@ -5,14 +5,13 @@ torchgeo's ``OSCD`` dataset reads: it has ``imgs_1``/``imgs_2`` with each band a
 10/20/60 m resolution. :func:`convert` resamples every band onto the city's 10 m grid (bilinear,
 rounded back to uint16) and writes ``<city>/imgs_{1,2}_rect/B01.tif ... B8A.tif``, copying
 ``dates.txt``, the city GeoJSON, ``train.txt``/``test.txt`` and the label folders. Each city is
-written to a temporary folder and renamed into place, so a rerun skips finished cities.
+staged in a hidden folder and swapped in whole (:mod:`satmae.io`), so a rerun skips finished
+cities and removes what a killed run left.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from satmae.data.grid import dataset_grid, open_raster
 from satmae.data.parallel import run_tasks
 from satmae.data.readers.band_files import find_band_files, read_band_files
 from satmae.data.readers.layouts import OSCD_IMAGES, oscd_cities
+from satmae.io import OutputBusyError, atomic_folder, atomic_path
 
 LABELS = (
     "Onera Satellite Change Detection dataset - Train Labels",
@@ -53,43 +53,47 @@ def images_folder(root: Path) -> Path:
 
 
 def write_city(task: CityTask) -> str:
-    """Write one city; returns ``"written"``, ``"exists"`` or an error message."""
+    """Write one city; returns ``"written"``, ``"exists"`` or an error message.
+
+    The city is staged in a hidden folder and swapped in whole (:func:`satmae.io.atomic_folder`),
+    under the city's lock: a killed run leaves no half city (its staging folder is removed by
+    the next run) and two runs never write the same city.
+    """
     final = task.out_images / task.city
     if final.exists():
         return "exists"
     source = task.images / task.city
-    temporary = Path(tempfile.mkdtemp(prefix=f".{task.city}.", dir=task.out_images))
     try:
-        with open_raster(find_band_files(source / "imgs_1")["B02"]) as dataset:
-            grid = dataset_grid(dataset)
-        for date in (1, 2):
-            sample = read_band_files(source / f"imgs_{date}", L1C_BANDS, grid=grid)
-            folder = temporary / f"imgs_{date}_rect"
-            folder.mkdir()
-            pixels = sample["image"][0].round().clamp(0, 65535).numpy().astype("uint16")
-            for band, plane in zip(sample["bands"], pixels, strict=True):
-                with rasterio.open(
-                    folder / f"{band}.tif",
-                    "w",
-                    driver="GTiff",
-                    dtype="uint16",
-                    count=1,
-                    width=grid.width,
-                    height=grid.height,
-                    crs=grid.crs,
-                    transform=grid.transform,
-                ) as dst:
-                    dst.write(plane, 1)
-        for extra in ("dates.txt", f"{task.city}.geojson"):
-            if (source / extra).exists():
-                shutil.copy2(source / extra, temporary / extra)
-        os.replace(temporary, final)
-    except (ValueError, FileNotFoundError) as error:
-        shutil.rmtree(temporary, ignore_errors=True)
+        with atomic_folder(final) as temporary:
+            with open_raster(find_band_files(source / "imgs_1")["B02"]) as dataset:
+                grid = dataset_grid(dataset)
+            for date in (1, 2):
+                sample = read_band_files(source / f"imgs_{date}", L1C_BANDS, grid=grid)
+                folder = temporary / f"imgs_{date}_rect"
+                folder.mkdir()
+                pixels = sample["image"][0].round().clamp(0, 65535).numpy().astype("uint16")
+                for band, plane in zip(sample["bands"], pixels, strict=True):
+                    with rasterio.open(
+                        folder / f"{band}.tif",
+                        "w",
+                        driver="GTiff",
+                        dtype="uint16",
+                        count=1,
+                        width=grid.width,
+                        height=grid.height,
+                        crs=grid.crs,
+                        transform=grid.transform,
+                    ) as dst:
+                        dst.write(plane, 1)
+            for extra in ("dates.txt", f"{task.city}.geojson"):
+                if (source / extra).exists():
+                    shutil.copy2(source / extra, temporary / extra)
+    except OutputBusyError as error:
         return f"{task.city}: {error}"
-    except BaseException:
-        shutil.rmtree(temporary, ignore_errors=True)
-        raise
+    except FileExistsError:
+        return "exists"  # written by another run meanwhile
+    except (ValueError, FileNotFoundError) as error:
+        return f"{task.city}: {error}"
     return "written"
 
 
@@ -118,11 +122,10 @@ def convert(
     cities = list(cities or oscd_cities(root))
     out_images = out / OSCD_IMAGES
     out_images.mkdir(parents=True, exist_ok=True)
-    for stale in out_images.glob(".*"):  # cities of a killed run
-        shutil.rmtree(stale, ignore_errors=True)
     for listing in ("train.txt", "test.txt", "README.txt"):
         if (images / listing).exists():
-            shutil.copy2(images / listing, out_images / listing)
+            with atomic_path(out_images / listing) as staging:
+                shutil.copy2(images / listing, staging)
     tasks = [CityTask(images, out_images, city) for city in cities]
     results = run_tasks(
         write_city, tasks, scheduler=scheduler, workers=workers, description="cities"
@@ -130,5 +133,6 @@ def convert(
     for labels in LABELS:
         for city in cities:
             if (root / labels / city).is_dir() and not (out / labels / city).exists():
-                shutil.copytree(root / labels / city, out / labels / city)
+                with atomic_folder(out / labels / city) as staging:
+                    shutil.copytree(root / labels / city, staging, dirs_exist_ok=True)
     return results

@@ -1,7 +1,8 @@
 """Checkpoints written atomically: a killed run leaves the previous file, never a partial one.
 
-A run killed while writing leaves a hidden temporary beside the checkpoint (``.NAME.*.tmp``);
-the next write of that checkpoint removes it.
+Writes go through :func:`satmae.io.atomic_path`: a run killed while writing leaves a hidden
+temporary beside the checkpoint (``.NAME.XXXXXXXX.tmp``), which the next write of that
+checkpoint removes, and two processes never write the same checkpoint at once.
 """
 
 from __future__ import annotations
@@ -27,8 +28,5 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             raise TypeError(
                 f"{type(self).__name__} takes no storage_options, got {storage_options!r}"
             )
-        target = Path(path)
-        for stale in target.parent.glob(f".{target.name}.*.tmp"):
-            stale.unlink(missing_ok=True)
-        with atomic_path(target) as staging:
+        with atomic_path(Path(path)) as staging:
             torch.save(checkpoint, staging)

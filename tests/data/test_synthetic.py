@@ -186,9 +186,11 @@ def test_refuses_non_empty_folder_without_overwrite(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(FileExistsError, match="--overwrite"):
         write_demo_set(tmp_path, DemoConfig(size=64, num_dates=2))
-    write_demo_set(tmp_path, DemoConfig(size=64, num_dates=2), overwrite=True)
+    # Not a demo set: refused even with --overwrite, and nothing is touched.
+    with pytest.raises(FileExistsError, match=r"notes\.txt.*not an output satmae wrote"):
+        write_demo_set(tmp_path, DemoConfig(size=64, num_dates=2), overwrite=True)
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
     assert (tmp_path / "notes.txt").read_text() == "mine"
-    assert (tmp_path / "demo.json").is_file()
 
 
 def test_refuses_a_file_as_output(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ import os
 import re
 import uuid
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -35,6 +36,7 @@ from satmae.data.store.chipstore import (
     write_index_entry,
 )
 from satmae.data.validity import ValidityPolicy
+from satmae.io import OutputLock
 
 _PART_NAME = re.compile(r"^[A-Za-z0-9_\-]+$")
 
@@ -102,16 +104,28 @@ class ChipStoreWriter:
             chips_per_batch=chips_per_batch,
             storage_options=storage_options,
         )
-        if part_exists(root, part, storage_options):
-            raise FileExistsError(
-                f"part {part!r} of {root} is already written; skip it (resume) or delete its file"
-            )
+        self._fs, path = filesystem(root, storage_options)
+        self._folder = f"{path}/{PARTS_DIR}"
+        # One writer per part, across processes: the part's lock (satmae.io) is held from here
+        # to close() or abort(); a second writer gets OutputBusyError. Local stores only.
+        self._lock = (
+            OutputLock(Path(self._folder) / part) if isinstance(self._fs, LocalFileSystem) else None
+        )
+        if self._lock is not None:
+            self._lock.acquire()
+        try:
+            if part_exists(root, part, storage_options):
+                raise FileExistsError(
+                    f"part {part!r} of {root} is already written; skip it (resume) or delete "
+                    "its file"
+                )
+        except BaseException:
+            self._release()
+            raise
         self.root, self.part, self.policy = str(root), part, policy
         self.written = self.skipped = 0
         self._codec = codec_from_config(self.spec.codec, str(root))
-        self._fs, path = filesystem(root, storage_options)
         self._path = path
-        self._folder = f"{path}/{PARTS_DIR}"
         self._temporary = f"{self._folder}/.{part}.{uuid.uuid4().hex}.tmp"
         self._schema = chip_schema(self.spec)
         self._file = self._fs.open(self._temporary, "wb")
@@ -265,9 +279,14 @@ class ChipStoreWriter:
         self._file.close()
         self._closed = True
         final = f"{self._folder}/{part_file_name(self.part, self.written)}"
-        self._fs.mv(self._temporary, final)
-        # the index entry commits the part: a reader refuses part files without one
-        write_index_entry(self._fs, self._path, self.part, self.written, int(self._fs.size(final)))
+        try:
+            self._fs.mv(self._temporary, final)
+            # the index entry commits the part: a reader refuses part files without one
+            write_index_entry(
+                self._fs, self._path, self.part, self.written, int(self._fs.size(final))
+            )
+        finally:
+            self._release()
         return PartInfo(self.part, final, self.written)
 
     def abort(self) -> None:
@@ -275,6 +294,13 @@ class ChipStoreWriter:
         if self._closed:
             return
         self._closed = True
-        self._file.close()
-        if self._fs.exists(self._temporary):
-            self._fs.rm(self._temporary)
+        try:
+            self._file.close()
+            if self._fs.exists(self._temporary):
+                self._fs.rm(self._temporary)
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            self._lock.release()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -23,6 +23,7 @@ from satmae.data.synthetic.scene import (
     DemoConfig,
     generate_demo_arrays,
 )
+from satmae.io import atomic_folder, claim_output
 
 CRS = "EPSG:32633"
 """UTM zone 33N (central Europe)."""
@@ -83,51 +84,85 @@ def _iso(date: datetime) -> str:
     return date.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+MARKER = "demo.json"
+"""The file that marks a folder as a demo set satmae wrote (its ``format`` is ``satmae-demo``)."""
+
+OVERVIEW = "overview.png"
+"""The overview figure ``satmae demo-data`` adds to the set."""
+
+
 def write_demo_set(
-    out: str | os.PathLike[str], config: DemoConfig | None = None, *, overwrite: bool = False
+    out: str | os.PathLike[str],
+    config: DemoConfig | None = None,
+    *,
+    overwrite: bool = False,
+    extras: Callable[[DemoSet], None] | None = None,
 ) -> DemoSet:
-    """Generate the demo set and write it under ``out``.
+    """Generate the demo set and write it as the folder ``out``.
 
     Files (``<date>`` is ``YYYYMMDD``):
 
     - ``S2_L2A_<date>.tif``: 12-band uint16 COG, reflectance x 10000, nodata 0;
     - ``S2_L2A_<date>_SCL.tif``: uint8 scene classification;
     - ``landcover_<date>.tif`` at the first and the last date, ``change_<date>_<date>.tif``;
-    - ``demo.json``: bands, dates, classes, grid and the config used.
+    - ``demo.json``: bands, dates, classes, grid and the config used (the marker of a demo set).
 
-    Files are written to a temporary folder beside ``out`` and moved into place, so a killed run
-    never leaves a half-written raster.
+    The whole set is written into a hidden folder beside ``out`` and swapped in at the end (see
+    :func:`satmae.io.atomic_folder`), so ``out`` always holds exactly one complete set: a killed
+    run leaves the old set (or none), and a rerun with fewer dates leaves no frame of the old
+    one. A rerun removes the staging folder a killed run left.
 
     Args:
         out: destination folder; created if missing.
         config: generation parameters; defaults to :class:`DemoConfig`.
-        overwrite: replace the demo files in a non-empty folder. Other files there are kept.
+        overwrite: replace an existing demo set at ``out``. A non-empty folder that is not a
+            demo set (see :func:`is_demo_set`) is never replaced.
+        extras: called with the staged set before it is swapped in, to add files (the CLI
+            draws ``overview.png`` here).
 
     Returns:
         The paths written.
 
     Raises:
-        FileExistsError: if ``out`` is a non-empty folder and ``overwrite`` is False.
+        FileExistsError: if ``out`` is a non-empty folder and ``overwrite`` is False, or is not
+            a demo set; if another process is writing ``out`` (``OutputBusyError``).
         NotADirectoryError: if ``out`` exists and is not a folder.
     """
     config = config or DemoConfig()
     root = Path(out)
     if root.exists() and not root.is_dir():
         raise NotADirectoryError(f"--out {root} exists and is not a folder; choose a folder path")
-    if root.is_dir() and any(root.iterdir()) and not overwrite:
-        raise FileExistsError(
-            f"{root} is not empty; pass --overwrite to replace the demo files or choose "
-            "another --out"
-        )
-    root.mkdir(parents=True, exist_ok=True)
-    arrays = generate_demo_arrays(config)
-    transform = from_origin(*ORIGIN, PIXEL_SIZE, PIXEL_SIZE)
-    with tempfile.TemporaryDirectory(dir=root, prefix=".demo-") as staging_name:
-        staged = DemoSet.at(Path(staging_name), arrays.dates)
-        _write_files(staged, arrays, transform, config)
-        for path in staged.files():
-            os.replace(path, root / path.name)
+    with claim_output(root, overwrite=overwrite, folder=True, is_ours=is_demo_set):
+        arrays = generate_demo_arrays(config)
+        transform = from_origin(*ORIGIN, PIXEL_SIZE, PIXEL_SIZE)
+        with atomic_folder(root, overwrite=overwrite, is_ours=is_demo_set) as staging:
+            staged = DemoSet.at(staging, arrays.dates)
+            _write_files(staged, arrays, transform, config)
+            if extras is not None:
+                extras(staged)
     return DemoSet.at(root, arrays.dates)
+
+
+def is_demo_set(folder: Path) -> bool:
+    """Whether ``folder`` holds a demo set satmae wrote and nothing else.
+
+    True when its ``demo.json`` says ``"format": "satmae-demo"`` and every entry is a file it
+    lists, the overview figure, or a staging folder (``.demo-*``) an older satmae left.
+    """
+    try:
+        metadata = json.loads((folder / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    if not isinstance(metadata, dict) or metadata.get("format") != "satmae-demo":
+        return False
+    listed = {MARKER, OVERVIEW, str(metadata.get("change", ""))}
+    for key in ("images", "scl", "land_cover"):
+        names = metadata.get(key, [])
+        listed.update(str(name) for name in names if isinstance(names, list))
+    return all(
+        entry.name in listed or (entry.name.startswith(".demo-") and entry.is_dir())
+        for entry in folder.iterdir()
+    )
 
 
 def _write_files(

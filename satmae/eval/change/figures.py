@@ -17,6 +17,7 @@ from torch import Tensor
 
 from satmae.bands import FALSE_COLOUR_BANDS, RGB_BANDS
 from satmae.data.sample import Sample
+from satmae.io import atomic_path
 from satmae.viz import composite
 
 OVERLAY_COLOURS: dict[str, tuple[float, float, float]] = {
@@ -89,6 +90,6 @@ def change_overlay(
     if title:
         figure.suptitle(title)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100)
+    with atomic_path(path) as staging:  # the output rule of satmae.io, like every figure
+        figure.savefig(staging, dpi=100, format=path.suffix.lstrip(".") or "png")
     return path
