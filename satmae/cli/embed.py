@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from satmae.prep.options import add_scale_out_arguments, positive_int
+from satmae.cli.arguments import positive_int
+from satmae.prep.options import add_scale_out_arguments
 
 
 def run(args: argparse.Namespace) -> int:

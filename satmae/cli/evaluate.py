@@ -59,12 +59,8 @@ def model_info(source: str, encoder: Any, random_init: bool) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate, write the report, print its verdict; or compare reports."""
-    from satmae.eval.report import (
-        compare_reports,
-        package_versions,
-        satmae_info_dict,
-        write_report,
-    )
+    from satmae.eval.report import compare_reports
+    from satmae.io import claim_output
 
     if args.compare:
         print(compare_reports([Path(p) for p in args.compare]))
@@ -74,9 +70,15 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f"give {', '.join(missing)} (or --compare A.json B.json)")
     protocol = _protocol(args)
     out = Path(args.out)
-    if (out / "report.json").exists() and not args.overwrite:
-        raise CommandError(f"{out / 'report.json'} exists; pass --overwrite to replace it")
+    # claimed before the work: a second run on the same report fails at once, not at the end
+    with claim_output(out / "report.json", overwrite=args.overwrite):
+        return _evaluate(args, protocol, out)
+
+
+def _evaluate(args: argparse.Namespace, protocol: str, out: Path) -> int:
+    """Score the encoder and write the report (``out/report.json`` claimed by the caller)."""
     from satmae.embed.raster import open_encoder
+    from satmae.eval.report import package_versions, satmae_info_dict, write_report
 
     encoder = open_encoder(args.model, args.device, random_init=args.random_init)
     info = model_info(args.model, encoder, args.random_init)

@@ -8,11 +8,13 @@ ARGS``.
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from satmae.prep.options import add_plan_arguments, add_scale_out_arguments, positive_int
+from satmae.cli.arguments import positive_int
+from satmae.prep.options import add_plan_arguments, add_scale_out_arguments
 
 if TYPE_CHECKING:  # the real imports are in the functions, so `satmae --help` stays fast
     from satmae.data.readers.frames import Frame
@@ -28,7 +30,17 @@ def _cut(groups: Mapping[str, Sequence[Frame]], plan: ChipPlan, args: argparse.N
         groups, str(args.out), plan, workers=args.workers, scheduler=args.scheduler
     )
     print(summarize(reports))
-    return 1 if any(report.error for report in reports) else 0
+    if any(report.error for report in reports):
+        return 1
+    if reports and not any(report.written or report.resumed for report in reports):
+        print(
+            f"error: no chip was written to {args.out}: every window had too few valid pixels "
+            "or clear dates for the plan; lower --min-valid, choose other --dates or check the "
+            "data with `satmae check`",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
 
 
 def run_s2_scenes(args: argparse.Namespace) -> int:

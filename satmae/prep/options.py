@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from satmae.bands import L2A_BANDS, canonical_bands
 from satmae.cli.arguments import positive_int
 
-__all__ = ["add_plan_arguments", "add_scale_out_arguments", "plan_from_arguments", "positive_int"]
+__all__ = ["add_plan_arguments", "add_scale_out_arguments", "plan_from_arguments"]
 
 if TYPE_CHECKING:
     from satmae.data.store.chipping import ChipPlan

@@ -110,3 +110,15 @@ def test_user_errors_give_one_line(
     assert len(err.strip().splitlines()) == 1, err
     assert needle in err
     assert not (tmp_path / "out" / "parts").exists()  # refused before anything was written
+
+
+def test_a_run_that_writes_no_chip_fails_and_says_why(
+    demo: DemoSet, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # a demo scene has clouds and nodata on some dates: no 4-date window is wholly valid
+    options = ("--size", "64", "--frames", "4", "--dates", "all", "--min-valid", "1.0")
+    status, out, err = run_main(
+        ["prep", "s2-scenes", str(demo.root), "--out", str(tmp_path / "store"), *options], capsys
+    )
+    assert "chips written: 0" in out
+    assert status == 1 and "no chip was written" in err and "--min-valid" in err

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -240,3 +242,24 @@ def test_oscd_runs_on_the_real_cities(real_data, tmp_path):
     # Change-vector analysis finds some of rennes' real change with a training-city threshold.
     assert result["baselines"]["cva_zscore"]["metrics"]["change_f1"]["mean"] > 0.05
     assert (out / result["figures"]["change_rennes"]).is_file()
+
+
+def test_a_report_that_exists_or_is_being_written_fails_before_any_work(tmp_path, capsys):
+    out = tmp_path / "report"
+    out.mkdir()
+    (out / "report.json").write_text("{}")
+    args = ["evaluate", "--benchmark", "eurosat", "--model", str(tmp_path / "no_such_model"),
+            "--data-root", str(tmp_path / "no_data"), "--out", str(out), "--quiet"]  # fmt: skip
+    assert main(args) == 2  # refused before the model or the data are looked at
+    assert "report.json exists" in capsys.readouterr().err
+    code = "from satmae.io import OutputLock; import sys, time\n"
+    code += "OutputLock(sys.argv[1]).acquire(); print('held', flush=True); time.sleep(60)"
+    holder = subprocess.Popen([sys.executable, "-c", code, str(out / "report.json")],
+                              stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        assert main([*args, "--overwrite"]) != 0
+        assert "being written" in capsys.readouterr().err
+    finally:
+        holder.kill()
+        holder.wait()
