@@ -99,7 +99,7 @@ def _read_any(path: Path) -> tuple[dict[str, Tensor], ModelSpec]:
         spec = ModelSpec.from_json(checkpoint[METADATA_KEY], str(path))
         state = {}
         for key, value in checkpoint["state_dict"].items():
-            for part in ("encoder.", "decoder."):
+            for part in ("encoder.", "decoder.", "upsampler."):
                 if part in key:
                     state[part + key.split(part, 1)[1]] = value
                     break
