@@ -99,6 +99,14 @@ class PretrainModule(L.LightningModule):
         if self.model.normalization is None:
             stats = datamodule.statistics(self.model.config.bands, self.stats_samples)
             self.model.set_normalization(stats)
+        model_scales = tuple(self.model.config.upsample_scales)
+        data_scales = () if datamodule.multiscale is None else datamodule.multiscale.scales
+        if model_scales != data_scales:
+            raise ValueError(
+                f"the model reconstructs scales {list(model_scales)} (upsample_scales) but the "
+                f"data makes {list(data_scales)} (data.scales): set data.scales to "
+                f"{list(model_scales) or 'null'}"
+            )
         sample = datamodule.peek()
         try:
             inputs = self.model.prepare(sample)
@@ -146,6 +154,7 @@ class PretrainModule(L.LightningModule):
             inputs.frame_mask,
             mask_ratio=ratio,
             noise=self.step_noise(inputs),
+            scale_targets=self.model.prepare_scales(batch),
         )
         if not bool(out.weight.sum() > 0):
             # Every hidden token is mostly invalid (cloud, nodata, padding): the loss would be
@@ -182,6 +191,10 @@ class PretrainModule(L.LightningModule):
             self.log(f"train/loss_group{group}", value, batch_size=size)
         for frame, value in enumerate(out.frame_losses):
             self.log(f"train/loss_frame{frame}", value, batch_size=size)
+        if out.scale_losses:
+            self.log("train/loss_mse", out.mse_loss, batch_size=size)
+            for scale, value in out.scale_losses.items():
+                self.log(f"train/loss_x{scale}", value, batch_size=size)
         loss: Tensor = out.loss
         return loss
 
