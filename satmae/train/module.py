@@ -9,7 +9,7 @@ carries the model spec under ``satmae_config``, so ``satmae.load_encoder("last.c
 from __future__ import annotations
 
 import math
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 import lightning as L
@@ -41,7 +41,9 @@ class PretrainModule(L.LightningModule):
             (``s2_l2a``, ``s2_l1c``), a stats file from ``satmae stats``, or a model file.
         init_from: continue from a bundle, Lightning checkpoint or official SatMAE ``.pth``
             (with its decoder) instead of building ``model``; its normalisation is kept unless
-            ``normalization`` is given explicitly.
+            ``normalization`` is given explicitly. ``overrides`` then replace fields of the
+            loaded config that change no weight shape (e.g. ``multiscale_loss``,
+            ``head_bands``, ``mask_ratio``).
         optimizer: AdamW, learning rate and warmup/cosine settings.
         mask_ratio: the mask-ratio schedule over optimisation steps.
         skip_nonfinite: skip a batch whose loss is not finite (counted in ``train/skipped``)
@@ -71,7 +73,7 @@ class PretrainModule(L.LightningModule):
         # Frozen dataclasses cannot pass through Lightning's hyperparameter logging: store dicts.
         self.save_hyperparameters(ignore=["optimizer", "mask_ratio"])
         self.model: MaskedAutoencoder = (
-            load_mae(init_from)
+            _continue_from(init_from, overrides or {})
             if init_from
             else create_model(model, normalization=normalization, **(overrides or {}))
         )
@@ -258,3 +260,25 @@ class PretrainModule(L.LightningModule):
         stored = checkpoint.get(METADATA_KEY, {}).get("normalization")
         if stored:
             self.model.set_normalization(Normalization.from_json(stored))
+
+
+def _continue_from(path: str, overrides: dict[str, Any]) -> MaskedAutoencoder:
+    """A saved MAE with ``overrides`` applied to its config, weights kept.
+
+    Raises:
+        ValueError: if an override changes the shape of a weight (another architecture).
+    """
+    loaded = load_mae(path)
+    if not overrides:
+        return loaded
+    model = MaskedAutoencoder(replace(loaded.config, **overrides))
+    try:
+        model.load_state_dict(loaded.state_dict())
+    except RuntimeError as error:
+        raise ValueError(
+            f"model.overrides {overrides} change the architecture of {path}; with "
+            f"model.init_from only fields that keep every weight's shape can change ({error})"
+        ) from None
+    model.encoder.normalization = loaded.encoder.normalization
+    model.encoder.provenance.update(loaded.provenance)
+    return model

@@ -92,7 +92,11 @@ def test_continued_pretraining_from_an_official_satmae_pp_checkpoint(single_date
     torch.save({"model": state, "args": args, "epoch": 49}, path)
     run = tmp_path / "run"
     extra = ("--model.init_from", str(path), "--data.scales", "[2, 4]")
-    assert main(_args(single_date_store, run, {}, *extra)) == 0
+    # Our corrected loss and each head predicting its own group, the weights kept.
+    overrides = {"multiscale_loss": "masked", "head_bands": None}
+    assert main(_args(single_date_store, run, overrides, *extra)) == 0
     model = load_mae(run / "checkpoints" / "last.ckpt")
     assert model.config.upsample_scales == (2, 4)
-    assert model.config.multiscale_loss == "satmae_pp"
+    assert model.config.multiscale_loss == "masked" and model.config.head_bands is None
+    bad = _args(single_date_store, tmp_path / "bad", {"upsample_scales": [2]}, *extra)
+    assert main(bad) != 0
