@@ -157,3 +157,18 @@ def test_errors_name_the_scale_the_shape_and_the_fix():
         create_model("satmae_tiny", upsample_scales=(2,), l1_weight=-1.0)
     with pytest.raises(ValueError, match="multiscale_loss must be one of"):
         create_model("satmae_tiny", upsample_scales=(2,), multiscale_loss="l1")
+
+
+def test_bundle_round_trip_keeps_the_upsampler_and_the_rule(tmp_path):
+    from satmae.models import load_mae, save_bundle
+
+    model = _model(multiscale_loss="satmae_pp").eval()
+    save_bundle(model, tmp_path / "bundle")
+    loaded = load_mae(tmp_path / "bundle").eval()
+    assert loaded.config.upsample_scales == SCALES
+    assert loaded.config.multiscale_loss == "satmae_pp"
+    x, times, targets, mask = _inputs(model)
+    expected = model(x, times, mask=mask, scale_targets=targets)
+    got = loaded(x, times, mask=mask, scale_targets=targets)
+    torch.testing.assert_close(got.loss, expected.loss, rtol=0, atol=0)
+    torch.testing.assert_close(got.scale_preds[4], expected.scale_preds[4], rtol=0, atol=0)
