@@ -421,7 +421,15 @@ def from_official(
                 take("decoder_pred.weight"), channels
             )
             out["decoder.heads.0.bias"] = _pred_rows_to_ours(take("decoder_pred.bias"), channels)
-    if isinstance(config, MAEConfig) and any(key.startswith(_SATMAE_PP_PREFIXES) for key in state):
+    has_upsampler = any(key.startswith(_SATMAE_PP_PREFIXES) for key in state)
+    if has_upsampler and not isinstance(config, MAEConfig):
+        raise ValueError(
+            f"official {kind} checkpoint has SatMAE++ up-sampler keys but no decoder "
+            "(decoder_embed.*) for them to up-sample: a multi-scale model needs its decoder; "
+            "load the pretraining checkpoint, or drop the proj_up_*/up_block* keys to read "
+            "the encoder"
+        )
+    if isinstance(config, MAEConfig) and has_upsampler:
         config = upsampler_from_official(state, config, kind, take, out)
         report.notes.append(
             f"SatMAE++ up-sampler loaded: scales {config.upsample_scales}, SatMAE++ loss "

@@ -140,3 +140,10 @@ def test_partial_upsampler_is_an_error_naming_the_missing_key():
     state |= {k: v for k, v in upsampler_state(10, 2).items() if not k.startswith("proj_up_norm")}
     with pytest.raises(ValueError, match=r"lacks key 'proj_up_norm\.weight'"):
         from_official(state, {"num_heads": 2})
+
+
+def test_upsampler_keys_without_a_decoder_are_an_error():
+    state = group_channel_state(128, 2, GROUPS, 8, 4, 32, 0, 0, 0, finetune=5)
+    state |= upsampler_state(10, 2)
+    with pytest.raises(ValueError, match=r"up-sampler keys but no decoder \(decoder_embed"):
+        from_official(state, {"num_heads": 2})
