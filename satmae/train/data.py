@@ -222,7 +222,13 @@ class PretrainData(L.LightningDataModule):
     def peek(self) -> dict[str, Any]:
         """The first training sample as a one-sample batch (to check it against the model)."""
         assert self.train_set is not None, "call setup() first"
-        batch = collate_samples([self.train_set[0]])
+        return self.scale_batch(collate_samples([self.train_set[0]]))
+
+    def scale_batch(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """A batch as read -> the model input and its finer targets (``data.scales``).
+
+        Unchanged without ``scales``.
+        """
         return batch if self.multiscale is None else self.multiscale(batch)
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
@@ -234,7 +240,7 @@ class PretrainData(L.LightningDataModule):
             with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
                 torch.manual_seed((self.seed * 1_000_003 + trainer.global_step) * 1_009 + rank)
                 batch = self.augment(batch)
-        return batch if self.multiscale is None else self.multiscale(batch)
+        return self.scale_batch(batch)
 
     def count_batch(self, epoch: int) -> None:
         """Record that a training batch of ``epoch`` is about to be used."""

@@ -100,3 +100,19 @@ def test_continued_pretraining_from_an_official_satmae_pp_checkpoint(single_date
     assert model.config.multiscale_loss == "masked" and model.config.head_bands is None
     bad = _args(single_date_store, tmp_path / "bad", {"upsample_scales": [2]}, *extra)
     assert main(bad) != 0
+
+
+def test_figure_batch_is_the_models_view_at_every_scale(store):
+    from types import SimpleNamespace
+
+    from satmae.train.callbacks import _first_validation_batch
+    from satmae.train.data import PretrainData
+
+    data = PretrainData(str(store), batch_size=4, val_fraction=0.25, scales=[2, 4])
+    data.setup()
+    trainer = SimpleNamespace(datamodule=data, limit_val_batches=1)
+    batch = _first_validation_batch(trainer, 2)
+    assert batch["image"].shape[-2:] == (8, 8)
+    assert batch["image_x2"].shape[-2:] == (16, 16)
+    assert batch["image_x4"].shape[-2:] == (32, 32)
+    assert data.peek()["image"].shape[-2:] == (8, 8)
