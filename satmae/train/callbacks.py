@@ -78,9 +78,7 @@ def _first_validation_batch(trainer: L.Trainer, count: int) -> dict[str, Any] | 
     except NotImplementedError:  # LightningDataModule's default: no validation data
         return None
     for batch in loader:
-        # The model's view of it: at the input scale, with its finer targets (multi-scale).
-        scale_batch = getattr(datamodule, "scale_batch", None)
-        return _first_samples(batch if scale_batch is None else scale_batch(batch), count)
+        return _first_samples(batch, count)
     return None
 
 

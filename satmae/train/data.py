@@ -227,9 +227,13 @@ class PretrainData(L.LightningDataModule):
     def scale_batch(self, batch: dict[str, Any]) -> dict[str, Any]:
         """A batch as read -> the model input and its finer targets (``data.scales``).
 
-        Unchanged without ``scales``.
+        Unchanged without ``scales`` or when already scaled: Lightning moves a batch with the
+        transfer hooks more than once (e.g. the figures' fixed batch, taken from a training
+        batch, goes through them again), and halving twice would shrink the input.
         """
-        return batch if self.multiscale is None else self.multiscale(batch)
+        if self.multiscale is None or f"image_x{self.multiscale.factor}" in batch:
+            return batch
+        return self.multiscale(batch)
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """Augment training batches on the device, reproducibly; then make the scales."""

@@ -102,17 +102,14 @@ def test_continued_pretraining_from_an_official_satmae_pp_checkpoint(single_date
     assert main(bad) != 0
 
 
-def test_figure_batch_is_the_models_view_at_every_scale(store):
-    from types import SimpleNamespace
-
-    from satmae.train.callbacks import _first_validation_batch
+def test_scaling_a_batch_happens_once(store):
+    """Lightning may pass a batch through the transfer hooks twice (figures): halve once."""
     from satmae.train.data import PretrainData
 
     data = PretrainData(str(store), batch_size=4, val_fraction=0.25, scales=[2, 4])
     data.setup()
-    trainer = SimpleNamespace(datamodule=data, limit_val_batches=1)
-    batch = _first_validation_batch(trainer, 2)
+    batch = data.peek()
     assert batch["image"].shape[-2:] == (8, 8)
     assert batch["image_x2"].shape[-2:] == (16, 16)
     assert batch["image_x4"].shape[-2:] == (32, 32)
-    assert data.peek()["image"].shape[-2:] == (8, 8)
+    assert data.scale_batch(batch) is batch
