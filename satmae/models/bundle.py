@@ -138,14 +138,17 @@ def _read_any(path: Path) -> tuple[dict[str, Tensor], ModelSpec]:
             )
         converted, spec, unused = convert_official(checkpoint, path)
     if unused:
-        # Parts of the official model that ours has no counterpart for (e.g. SatMAE++
-        # upsamplers): reported, not refused, since the converter maps every part it knows.
+        # Parts of an official model that ours has no counterpart for: reported, not refused,
+        # since the converter maps every part it knows.
         warnings.warn(f"{path}: unused checkpoint keys {unused}", stacklevel=3)
     return converted, spec
 
 
 def _lightning_state(checkpoint: Mapping[str, Any], path: Path) -> dict[str, Tensor]:
-    """The ``encoder.*`` / ``decoder.*`` weights of a Lightning checkpoint (module prefix off)."""
+    """The model weights of a Lightning checkpoint, module prefix off.
+
+    Those are the ``encoder.*``, ``decoder.*`` and (multi-scale models) ``upsampler.*`` keys.
+    """
     weights = checkpoint.get("state_dict")
     if not isinstance(weights, Mapping):
         raise ValueError(
@@ -154,7 +157,7 @@ def _lightning_state(checkpoint: Mapping[str, Any], path: Path) -> dict[str, Ten
         )
     state = {}
     for key, value in weights.items():
-        for part in ("encoder.", "decoder."):
+        for part in ("encoder.", "decoder.", "upsampler."):
             if part in str(key):
                 state[part + str(key).split(part, 1)[1]] = value
                 break

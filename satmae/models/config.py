@@ -24,6 +24,7 @@ MaskMode = Literal["independent", "consistent"]
 DecoderKind = Literal["full", "cross"]
 NormPixScope = Literal["token", "location"]
 EncodingKind = Literal["sincos", "learned"]
+MultiscaleLoss = Literal["masked", "satmae_pp"]
 
 TIME_FIELDS: tuple[str, ...] = ("years_since_2002", "month0", "hour", "year", "day_of_year")
 """Calendar fields a time encoding can use; see :mod:`satmae.models.encodings`."""
@@ -281,14 +282,29 @@ class MAEConfig(EncoderConfig, DecoderConfig, MaskingConfig):
     """Architecture of a SatMAE masked autoencoder: encoder, decoder, masking and loss fields.
 
     See :class:`EncoderConfig`, :class:`DecoderConfig` and :class:`MaskingConfig` for the
-    fields of each role.
+    fields of each role. The multi-scale fields (SatMAE++, reference §5) come last:
+
+    Attributes:
+        upsample_scales: scales the up-sampler reconstructs besides the input scale, doubling
+            each time: ``()`` (none, plain SatMAE), ``(2,)``, ``(2, 4)``, …
+        multiscale_loss: ``"masked"`` (L1 on hidden, valid pixels with targets standardised
+            like the MSE target under ``norm_pix_loss``) or ``"satmae_pp"`` (SatMAE++'s L1 over
+            every pixel, raw targets).
+        mse_weight: weight of the masked MSE in the total loss (with ``upsample_scales``).
+        l1_weight: weight of the mean over scales of the L1 terms.
     """
+
+    upsample_scales: tuple[int, ...] = ()
+    multiscale_loss: MultiscaleLoss = "masked"
+    mse_weight: float = 0.6
+    l1_weight: float = 0.4
 
     def __post_init__(self) -> None:
         self._canonicalize()
         if self.head_bands is not None:
             heads = band_lists(self.head_bands, "head_bands")
             object.__setattr__(self, "head_bands", heads)
+        object.__setattr__(self, "upsample_scales", tuple(int(s) for s in self.upsample_scales))
         self.validate()
 
     @property
@@ -329,6 +345,7 @@ class MAEConfig(EncoderConfig, DecoderConfig, MaskingConfig):
                 "the cross decoder needs each head to predict its own group's bands; "
                 "use head_bands=None"
             )
+        _check_multiscale(self)
 
     def decoder_config(self) -> DecoderConfig:
         """Only the decoder fields."""
@@ -337,6 +354,27 @@ class MAEConfig(EncoderConfig, DecoderConfig, MaskingConfig):
     def masking_config(self) -> MaskingConfig:
         """Only the masking and loss fields."""
         return _role(MaskingConfig, self)
+
+
+def _check_multiscale(config: MAEConfig) -> None:
+    """Raise ValueError if the multi-scale fields are inconsistent."""
+    _check_choice("multiscale_loss", config.multiscale_loss, MultiscaleLoss)
+    scales = config.upsample_scales
+    expected = tuple(2 ** (index + 1) for index in range(len(scales)))
+    if scales != expected:
+        raise ValueError(
+            f"upsample_scales must double from 2 (each up-sampling block doubles the size), "
+            f"e.g. (2,) or (2, 4); got {scales}, expected {expected}"
+        )
+    if config.mse_weight < 0 or config.l1_weight < 0:
+        raise ValueError(
+            f"mse_weight and l1_weight must be >= 0, got {config.mse_weight} and {config.l1_weight}"
+        )
+    if scales and config.multiscale_loss == "satmae_pp" and config.decoder != "full":
+        raise ValueError(
+            "multiscale_loss='satmae_pp' scores every pixel, which needs a prediction for every "
+            "token: use decoder='full', or multiscale_loss='masked' with the cross decoder"
+        )
 
 
 def _widths(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -14,7 +14,15 @@ from satmae.models.decoder import TokenGrid, build_decoder
 from satmae.models.encoder import ModelInput, SatMAEEncoder
 from satmae.models.inputs import ModelInputs
 from satmae.models.masking import Masking, RandomMasking
+from satmae.models.multiscale import (
+    ScaleTarget,
+    combine,
+    prepare_scale_targets,
+    run_multiscale,
+    scale_key,
+)
 from satmae.models.tokenizer import BandSelection, patchify, unpatchify
+from satmae.models.upsampler import Upsampler
 from satmae.normalization import Normalization, NormMode, StatsLike
 from satmae.spec import ModelSpec
 
@@ -49,6 +57,14 @@ class MAEOutput:
         patch_grid: ``(h, w)``.
         target_stats: per-patch ``(mean, std)`` that standardised ``target`` (broadcastable
             to it) when ``norm_pix_loss``, else ``None``.
+        mse_loss: the masked MSE alone (``loss`` adds the weighted L1 terms of
+            ``upsample_scales``); equals ``loss`` without scale terms.
+        scale_preds: scale -> ``(B, T, C, s·H, s·W)`` up-sampled predictions in model band
+            order (empty without ``upsample_scales``).
+        scale_losses: scale -> L1 term (scales that had a target).
+        scale_stats: scale -> the target footprints' ``(mean, std)`` ``(B, T, C_s, L, 1)``
+            when the ``"masked"`` rule standardised them (``norm_pix_loss``).
+        scale_bands: scale -> the bands its target had (the L1 term covers only those).
     """
 
     loss: Tensor
@@ -65,6 +81,11 @@ class MAEOutput:
     bands: tuple[str, ...]
     patch_grid: tuple[int, int]
     target_stats: tuple[Tensor, Tensor] | None = None
+    mse_loss: Tensor | None = None
+    scale_preds: dict[int, Tensor] = field(default_factory=dict)
+    scale_losses: dict[int, Tensor] = field(default_factory=dict)
+    scale_stats: dict[int, tuple[Tensor, Tensor]] = field(default_factory=dict)
+    scale_bands: dict[int, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def counted(self) -> Tensor:
@@ -90,6 +111,12 @@ class MaskedAutoencoder(nn.Module):
         self.encoder = SatMAEEncoder(config)
         self.masking = RandomMasking(config.mask_time, config.mask_groups)
         self.decoder = build_decoder(config)
+        # SatMAE++'s multi-scale head (reference §5.1); absent for plain SatMAE.
+        self.upsampler = (
+            Upsampler(len(config.bands), len(config.upsample_scales))
+            if config.upsample_scales
+            else None
+        )
 
     # The seam to the data (owned by the encoder) ------------------------------------------
 
@@ -111,6 +138,20 @@ class MaskedAutoencoder(nn.Module):
         """Raw reflectance as read -> model inputs (see :meth:`SatMAEEncoder.prepare`)."""
         return self.encoder.prepare(batch)
 
+    def prepare_scales(self, batch: Mapping[str, Any]) -> dict[int, ScaleTarget]:
+        """The batch's images at the model's ``upsample_scales`` (``image_x2``, …), normalised.
+
+        See :func:`~satmae.models.multiscale.prepare_scale_targets`.
+        """
+        targets = prepare_scale_targets(self.config, self.normalization, batch)
+        device = self.encoder.cls_token.device
+        return {
+            scale: ScaleTarget(
+                t.image.to(device), t.bands, None if t.valid is None else t.valid.to(device)
+            )
+            for scale, t in targets.items()
+        }
+
     @property
     def spec(self) -> ModelSpec:
         """What this model expects of its input (see :mod:`satmae.spec`)."""
@@ -131,6 +172,7 @@ class MaskedAutoencoder(nn.Module):
         generator: torch.Generator | None = None,
         target: Tensor | None = None,
         noise: Tensor | None = None,
+        scale_targets: Mapping[int, ScaleTarget] | None = None,
     ) -> MAEOutput:
         """Mask, encode the visible tokens, decode and compute the loss.
 
@@ -148,15 +190,23 @@ class MaskedAutoencoder(nn.Module):
             generator: random generator for reproducible masks.
             target: ``(B, T, C, H, W)`` images to reconstruct instead of ``x``.
             noise: explicit masking noise (see :meth:`RandomMasking.forward`).
+            scale_targets: scale -> normalised images at that scale for the L1 terms of a
+                multi-scale model (taken from ``image_x2``, … of a dict ``x``). In training
+                every scale needs one; in eval mode missing ones only skip their L1 term.
 
         Returns:
             the named outputs; ``loss`` is what to backpropagate.
+
+        Raises:
+            ValueError: for inputs that do not fit the model, or scale targets that are
+                missing (in training) or do not fit the input size.
         """
-        inputs = (
-            self.prepare(x)
-            if isinstance(x, Mapping)
-            else ModelInputs(x, times, bands, valid, frame_mask)
-        )
+        if isinstance(x, Mapping):
+            if scale_targets is None and self.upsampler is not None:
+                scale_targets = self.prepare_scales(x)
+            inputs = self.prepare(x)
+        else:
+            inputs = ModelInputs(x, times, bands, valid, frame_mask)
         encoder = self.encoder
         inputs = encoder.check_inputs(inputs)
         x, times, valid = inputs.image, inputs.times, inputs.valid
@@ -198,7 +248,38 @@ class MaskedAutoencoder(nn.Module):
             tokenized.patch_grid,
         )
         out.target_stats = target_stats
+        out.mse_loss = out.loss
+        if self.upsampler is not None:
+            self._add_scales(out, scale_targets or {}, tokenized.frame_mask, tuple(x.shape))
         return out
+
+    def _add_scales(
+        self,
+        out: MAEOutput,
+        targets: Mapping[int, ScaleTarget],
+        frame_mask: Tensor | None,
+        input_shape: tuple[int, ...],
+    ) -> None:
+        """Up-sampled predictions, their L1 terms and the combined loss (SatMAE++)."""
+        assert self.upsampler is not None
+        if self.training and (
+            missing := [s for s in self.config.upsample_scales if s not in targets]
+        ):
+            raise ValueError(
+                f"this model reconstructs scales {self.config.upsample_scales} but the batch "
+                f"has no {[scale_key(s) for s in missing]}; give images at those scales "
+                "(data.scales in satmae pretrain, or satmae.data.multiscale.MultiScaleTargets)"
+                ", or build the model with upsample_scales=()"
+            )
+        shape = (input_shape[0], input_shape[1], input_shape[2], input_shape[3], input_shape[4])
+        result = run_multiscale(self.config, self.upsampler, out, targets, frame_mask, shape)
+        out.scale_preds, out.scale_losses, out.scale_stats = (
+            result.preds,
+            result.losses,
+            result.stats,
+        )
+        out.scale_bands = {scale: target.bands for scale, target in targets.items()}
+        out.loss = combine(self.config, out.loss, result.losses)
 
     # Loss ---------------------------------------------------------------------------------
 
@@ -318,12 +399,32 @@ class MaskedAutoencoder(nn.Module):
             keep_visible: paste the input at visible tokens.
             **kwargs: passed to :meth:`forward` (``mask``, ``generator``, ``valid``, …).
         """
+        return self.reconstruct_scales(x, *args, keep_visible=keep_visible, **kwargs)[1]
+
+    @torch.no_grad()
+    def reconstruct_scales(
+        self, x: ModelInput, *args: Any, keep_visible: bool = False, **kwargs: Any
+    ) -> dict[int, Tensor]:
+        """Reconstructions at the input scale (1) and at every ``upsample_scales`` entry.
+
+        Scale 1 is :meth:`reconstruct`'s image ``(B, T, C', H, W)``; scale s is the up-sampler's
+        ``(B, T, C, s·H, s·W)`` in model band order, de-standardised with the target's own
+        footprint statistics where the ``"masked"`` rule standardised it, else with the 1×
+        patch statistics (``norm_pix_loss``).
+
+        Args:
+            x: normalised images ``(B, T, C, H, W)`` or a sample/batch dict (see :meth:`forward`).
+            *args: passed to :meth:`forward`.
+            keep_visible: paste the input at visible tokens of the 1× image.
+            **kwargs: passed to :meth:`forward`.
+        """
         was_training = self.training
         self.eval()
         try:
             out = self.forward(x, *args, **kwargs)
         finally:
             self.train(was_training)
+        images = {scale: self._destandardize_scale(out, scale) for scale in out.scale_preds}
         pred, raw = out.pred, out.target
         if out.target_stats is not None:
             mean, std = out.target_stats
@@ -334,4 +435,19 @@ class MaskedAutoencoder(nn.Module):
             paste, torch.tensor(sizes, device=pred.device), dim=2
         )  # (B, T, C', L)
         pred = torch.where(paste_bands[..., None], raw, pred)
-        return unpatchify(pred, out.patch_grid)
+        return {1: unpatchify(pred, out.patch_grid), **images}
+
+    def _destandardize_scale(self, out: MAEOutput, scale: int) -> Tensor:
+        """``out.scale_preds[scale]`` in the units of the model input."""
+        pred = out.scale_preds[scale]
+        if out.target_stats is None or self.config.multiscale_loss == "satmae_pp":
+            return pred  # SatMAE++ scores the raw targets: predictions are already raw
+        footprint = scale * self.config.patch_size
+        patches = patchify(pred, footprint)  # (B, T, C, L, (s·p)²)
+        mean, std = (stat[..., :1] for stat in out.target_stats)  # (B, T, C, L, 1)
+        if scale in out.scale_stats:
+            # The scale's own target statistics for the bands it had a target for.
+            channels = [self.config.bands.index(b) for b in out.scale_bands[scale]]
+            mean, std = mean.clone(), std.clone()
+            mean[:, :, channels], std[:, :, channels] = out.scale_stats[scale]
+        return unpatchify(patches * std + mean, out.patch_grid)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -421,10 +421,94 @@ def from_official(
                 take("decoder_pred.weight"), channels
             )
             out["decoder.heads.0.bias"] = _pred_rows_to_ours(take("decoder_pred.bias"), channels)
+    has_upsampler = any(key.startswith(_SATMAE_PP_PREFIXES) for key in state)
+    if has_upsampler and not isinstance(config, MAEConfig):
+        raise ValueError(
+            f"official {kind} checkpoint has SatMAE++ up-sampler keys but no decoder "
+            "(decoder_embed.*) for them to up-sample: a multi-scale model needs its decoder; "
+            "load the pretraining checkpoint, or drop the proj_up_*/up_block* keys to read "
+            "the encoder"
+        )
+    if isinstance(config, MAEConfig) and has_upsampler:
+        config = upsampler_from_official(state, config, kind, take, out)
+        report.notes.append(
+            f"SatMAE++ up-sampler loaded: scales {config.upsample_scales}, SatMAE++ loss "
+            "(multiscale_loss='satmae_pp'); set multiscale_loss='masked' for the corrected one"
+        )
     report.unexpected = sorted(set(state) - used)
-    if any(key.startswith(_SATMAE_PP_PREFIXES) for key in report.unexpected):
-        report.notes.append("SatMAE++ multi-scale upsampler keys are not used (MSE decoder only)")
     return config, out, report
+
+
+def _upsampler_names(kind: OfficialKind, num_blocks: int) -> dict[str, str]:
+    """Our up-sampler key prefixes -> official ones (reference §6.2, SatMAE++ extra keys).
+
+    Group-channel checkpoints name their blocks ``up_block1``, ``up_block2``; the vanilla one
+    has a single ``up_block``.
+
+    Raises:
+        ValueError: for a layout SatMAE++ never had (temporal, or a vanilla model with more
+            than one block).
+    """
+    if kind == "temporal" or (kind == "vanilla" and num_blocks != 1):
+        raise ValueError(
+            f"SatMAE++ has no official {kind} layout with {num_blocks} up-sampling blocks "
+            "(group-channel: up_block1, up_block2, …; vanilla: one up_block); keep this model "
+            "in our format (satmae export)"
+        )
+    names = {"upsampler.proj.": "proj_up_conv.", "upsampler.proj_norm.": "proj_up_norm."}
+    for index in range(num_blocks):
+        official = "up_block." if kind == "vanilla" else f"up_block{index + 1}."
+        names[f"upsampler.blocks.{index}."] = official
+    return names
+
+
+def upsampler_from_official(
+    state: Mapping[str, Tensor],
+    config: MAEConfig,
+    kind: OfficialKind,
+    take: Callable[[str], Tensor],
+    out: dict[str, Tensor],
+) -> MAEConfig:
+    """Add a SatMAE++ checkpoint's up-sampler to ``out`` and its scales to the config.
+
+    Args:
+        state: the official state dict.
+        config: our configuration so far.
+        kind: the official layout.
+        take: reads a key of ``state`` and records it as used (raises for a missing one).
+        out: our state dict, completed in place.
+
+    Returns:
+        the configuration with ``upsample_scales`` and SatMAE++'s loss.
+
+    Raises:
+        ValueError: for up-sampler keys without any up-sampling block.
+    """
+    if kind == "vanilla":
+        num_blocks = int("up_block.up_conv.weight" in state)
+    else:
+        num_blocks = _count_numbered(state, "up_block")
+    if num_blocks == 0:
+        found = sorted(key for key in state if key.startswith(_SATMAE_PP_PREFIXES))[:6]
+        raise ValueError(
+            f"official {kind} checkpoint has SatMAE++ up-sampler keys {found} but no up-sampling "
+            "block (expected up_block1.* for group-channel, up_block.* for vanilla)"
+        )
+    for required in ("proj_up_conv.weight", "proj_up_norm.weight"):
+        take(required)
+    for ours_prefix, official_prefix in _upsampler_names(kind, num_blocks).items():
+        for key in [k for k in state if k.startswith(official_prefix)]:
+            out[ours_prefix + key.removeprefix(official_prefix)] = take(key)
+    return replace(
+        config,
+        upsample_scales=tuple(2 ** (index + 1) for index in range(num_blocks)),
+        multiscale_loss="satmae_pp",
+    )
+
+
+def _count_numbered(state: Mapping[str, Tensor], prefix: str) -> int:
+    pattern = re.compile(rf"^{re.escape(prefix)}(\d+)\.")
+    return len({match.group(1) for key in state if (match := pattern.match(key))})
 
 
 def to_official(
@@ -511,6 +595,12 @@ def to_official(
             out["decoder_pred.bias"] = _pred_rows_to_official(
                 state["decoder.heads.0.bias"], channels
             )
+        if config.upsample_scales:
+            names = _upsampler_names(kind, len(config.upsample_scales))
+            for key, value in state.items():
+                for ours_prefix, official_prefix in names.items():
+                    if key.startswith(ours_prefix):
+                        out[official_prefix + key.removeprefix(ours_prefix)] = value
     return out
 
 

@@ -76,6 +76,21 @@ MODEL_CONFIGS: dict[str, MAEConfig] = {
 }  # fmt: skip
 """Registered configurations by name."""
 
+_SATMAE_PP: dict[str, Any] = {"multiscale_loss": "satmae_pp", "mse_weight": 0.6, "l1_weight": 0.4}
+MODEL_CONFIGS |= {
+    # SatMAE++'s published setups (reference §5): the SatMAE models plus the up-sampler, with
+    # its exact loss; official SatMAE++ checkpoints load into these.
+    "satmae_pp_group_channel_vit_base_patch8_96": replace(
+        _GROUP_CHANNEL, upsample_scales=(2, 4), **_SATMAE_PP
+    ),
+    "satmae_pp_group_channel_vit_large_patch8_96": replace(
+        _GROUP_CHANNEL, **_LARGE, upsample_scales=(2, 4), **_SATMAE_PP
+    ),
+    "satmae_pp_vit_large_patch16_224": replace(
+        MODEL_CONFIGS["satmae_vit_large_patch16_224"], upsample_scales=(2,), **_SATMAE_PP
+    ),
+}
+
 MODEL_CONFIGS["satmae_s2_default"] = MODEL_CONFIGS["satmae_base"]
 
 
@@ -87,6 +102,9 @@ PUBLISHED_SETUPS: tuple[str, ...] = (
     "satmae_group_channel_vit_large_patch8_96",
     "satmae_temporal_vit_large_patch16_224",
     "satmae_vit_large_patch16_224",
+    "satmae_pp_group_channel_vit_base_patch8_96",
+    "satmae_pp_group_channel_vit_large_patch8_96",
+    "satmae_pp_vit_large_patch16_224",
 )
 """SatMAE's published setups: they carry the official statistics and mode by default."""
 

@@ -186,7 +186,7 @@ class ReconstructionFigures(L.Callback):
                     mask_ratio=ratio,
                     generator=torch.Generator(device).manual_seed(FIGURE_SEED),
                 )
-                rebuilt = model.reconstruct(
+                rebuilt = model.reconstruct_scales(
                     batch,
                     mask=out.mask,
                     generator=torch.Generator(device).manual_seed(FIGURE_SEED),
@@ -198,10 +198,11 @@ class ReconstructionFigures(L.Callback):
         channels = [order.index(band) for band in out.bands]
         return Reconstruction.from_tensors(
             inputs.image[:, :, channels],
-            rebuilt,
+            rebuilt.pop(1),
             out.mask,
             out.bands,
             [model.config.band_groups[group] for group in out.groups],
             frame_mask=inputs.frame_mask,
             times=inputs.times,
+            scales=rebuilt,
         )

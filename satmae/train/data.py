@@ -18,6 +18,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from satmae.data.augment import SeriesAugment
+from satmae.data.multiscale import MultiScaleTargets, TargetBands
 from satmae.data.sample import collate_samples
 from satmae.data.stats import BandStats, compute_stats
 from satmae.data.store.chipstore import ChipStore, open_spec
@@ -72,6 +73,16 @@ class PretrainData(L.LightningDataModule):
             rank, so that a resumed run augments as an uninterrupted one.
         exclude: locations never read, neither for training nor for validation (e.g. the
             cities an evaluation holds out: ``[bordeaux, hongkong, rennes]`` for OSCD).
+        scales: for a multi-scale model (``upsample_scales``), the same scales, e.g.
+            ``[2, 4]``: samples are read at the largest scale (``size`` is then that many times
+            the model input) and every batch, after augmentation, becomes the model input plus
+            ``image_x2``, … (:class:`~satmae.data.multiscale.MultiScaleTargets`).
+        scale_targets: ``"all"`` (SatMAE++: every band at every scale, resampled) or
+            ``"native"`` (only bands whose native resolution resolves the scale's pixel).
+        gsd: metres per pixel of the data as read (``scale_targets="native"``).
+        scale_size: resize every batch to this side before making the scales (SatMAE++ crops
+            fMoW-Sentinel at 384 = 4 x 96, upsampling its small images); ``None`` keeps the
+            size as read.
     """
 
     def __init__(
@@ -88,6 +99,10 @@ class PretrainData(L.LightningDataModule):
         min_valid: float = 0.5,
         augment: bool = True,
         exclude: list[str] | None = None,
+        scales: list[int] | None = None,
+        scale_targets: TargetBands = "all",
+        gsd: float = 10.0,
+        scale_size: int | None = None,
     ) -> None:
         super().__init__()
         if batch_size < 1:
@@ -104,6 +119,9 @@ class PretrainData(L.LightningDataModule):
         self.windows_per_scene, self.min_valid = windows_per_scene, min_valid
         self.augment = SeriesAugment() if augment else None
         self.exclude = sorted(exclude or [])
+        self.multiscale = (
+            MultiScaleTargets(scales, scale_targets, gsd, scale_size) if scales else None
+        )
         self.train_set: Dataset[Any] | None = None
         self.val_set: Dataset[Any] | None = None
         self.epoch = 0
@@ -204,18 +222,29 @@ class PretrainData(L.LightningDataModule):
     def peek(self) -> dict[str, Any]:
         """The first training sample as a one-sample batch (to check it against the model)."""
         assert self.train_set is not None, "call setup() first"
-        return collate_samples([self.train_set[0]])
+        return self.scale_batch(collate_samples([self.train_set[0]]))
+
+    def scale_batch(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """A batch as read -> the model input and its finer targets (``data.scales``).
+
+        Unchanged without ``scales`` or when already scaled: Lightning moves a batch with the
+        transfer hooks more than once (e.g. the figures' fixed batch, taken from a training
+        batch, goes through them again), and halving twice would shrink the input.
+        """
+        if self.multiscale is None or f"image_x{self.multiscale.factor}" in batch:
+            return batch
+        return self.multiscale(batch)
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """Augment training batches on the device, reproducibly."""
+        """Augment training batches on the device, reproducibly; then make the scales."""
         trainer = self.trainer
-        if self.augment is None or trainer is None or not trainer.training:
-            return batch
-        rank, _ = rank_and_world()
-        device = batch["image"].device
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed((self.seed * 1_000_003 + trainer.global_step) * 1_009 + rank)
-            return self.augment(batch)
+        if self.augment is not None and trainer is not None and trainer.training:
+            rank, _ = rank_and_world()
+            device = batch["image"].device
+            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                torch.manual_seed((self.seed * 1_000_003 + trainer.global_step) * 1_009 + rank)
+                batch = self.augment(batch)
+        return self.scale_batch(batch)
 
     def count_batch(self, epoch: int) -> None:
         """Record that a training batch of ``epoch`` is about to be used."""

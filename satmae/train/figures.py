@@ -10,7 +10,7 @@ so a colour difference is a reconstruction error, not a display artefact.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import numpy as np
@@ -51,6 +51,8 @@ class Reconstruction:
         groups: the bands of each of the G' present groups.
         frame_mask: ``(B, T)`` bool real frames.
         times: ``(B, T)`` seconds since 1970-01-01 UTC, or ``None``.
+        scales: scale -> ``(B, T, C', s·H, s·W)`` up-sampled predictions of a multi-scale
+            model (SatMAE++), drawn one column per scale.
     """
 
     inputs: NDArray[np.float32]
@@ -60,6 +62,7 @@ class Reconstruction:
     groups: tuple[tuple[str, ...], ...]
     frame_mask: NDArray[np.bool_]
     times: NDArray[np.int64] | None = None
+    scales: dict[int, NDArray[np.float32]] = field(default_factory=dict)
 
     @classmethod
     def from_tensors(
@@ -71,6 +74,7 @@ class Reconstruction:
         groups: Sequence[Sequence[str]],
         frame_mask: Tensor | None = None,
         times: Tensor | None = None,
+        scales: dict[int, Tensor] | None = None,
     ) -> Reconstruction:
         """Collect a model's tensors (any device or dtype) for drawing.
 
@@ -82,6 +86,7 @@ class Reconstruction:
             groups: the bands of each of the G' groups.
             frame_mask: ``(B, T)`` bool real frames (default: all).
             times: ``(B, T)`` seconds since epoch, or ``None``.
+            scales: scale -> ``(B, T, C', s·H, s·W)`` up-sampled predictions (multi-scale).
         """
         batch, frames, _, height, width = inputs.shape
         patches = mask.shape[-1]
@@ -106,6 +111,10 @@ class Reconstruction:
             groups=tuple(tuple(group) for group in groups),
             frame_mask=real,
             times=None if times is None else times.detach().cpu().numpy().astype(np.int64),
+            scales={
+                scale: image.detach().float().cpu().numpy()
+                for scale, image in (scales or {}).items()
+            },
         )
 
 
@@ -121,8 +130,10 @@ def reconstruction_figure(data: Reconstruction, title: str = "") -> Figure:
     """
     shown = [(name, bands) for name, bands in COMPOSITES if set(bands) <= set(data.bands)]
     rows = [(b, t) for b, t in zip(*np.nonzero(data.frame_mask), strict=True)]
-    columns = 2 * len(shown) + len(data.groups)
+    scales = sorted(data.scales)
+    columns = 2 * len(shown) + len(data.groups) + len(scales)
     ratios = [1.0] * (2 * len(shown)) + [2.0] * len(data.groups)  # groups: target | prediction
+    ratios += [1.0] * len(scales)
     figure = Figure(
         figsize=(CELL_INCHES * sum(ratios), CELL_INCHES * len(rows) + 0.5), layout="constrained"
     )
@@ -138,6 +149,8 @@ def reconstruction_figure(data: Reconstruction, title: str = "") -> Figure:
     titles += [
         f"{group[0]}: target | prediction\n(group {' '.join(group)})" for group in data.groups
     ]
+    scale_view = shown[0][0] if shown else data.bands[0]
+    titles += [f"prediction {scale}x\n{scale_view}" for scale in scales]
     for axis, text in zip(axes[0], titles, strict=True):
         axis.set_title(text, fontsize=8)
     if title:
@@ -192,6 +205,23 @@ def _draw_row(
                 colors="#ff3b30",
                 linewidths=0.6,
             )
+    first = 2 * len(shown) + len(data.groups)
+    for offset, scale in enumerate(sorted(data.scales)):
+        image = data.scales[scale][sample, frame]  # (C', sH, sW)
+        axis = axes[first + offset]
+        if shown:
+            # The stretch of the 1x input, so scales compare with the input in colour.
+            size = image.shape[-1]
+            upsampled = inputs.repeat(scale, axis=-2).repeat(scale, axis=-1)
+            pair = composite(
+                np.concatenate([upsampled, image], axis=-1),
+                data.bands,
+                shown[0][1],
+                valid=np.ones((image.shape[1], 2 * size), dtype=bool),
+            )
+            axis.imshow(pair[:, size:], interpolation="nearest")
+        else:
+            axis.imshow(image[0], cmap="gray", interpolation="nearest")
 
 
 def _row_label(data: Reconstruction, sample: int, frame: int) -> str:

@@ -9,7 +9,7 @@ carries the model spec under ``satmae_config``, so ``satmae.load_encoder("last.c
 from __future__ import annotations
 
 import math
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 import lightning as L
@@ -41,7 +41,9 @@ class PretrainModule(L.LightningModule):
             (``s2_l2a``, ``s2_l1c``), a stats file from ``satmae stats``, or a model file.
         init_from: continue from a bundle, Lightning checkpoint or official SatMAE ``.pth``
             (with its decoder) instead of building ``model``; its normalisation is kept unless
-            ``normalization`` is given explicitly.
+            ``normalization`` is given explicitly. ``overrides`` then replace fields of the
+            loaded config that change no weight shape (e.g. ``multiscale_loss``,
+            ``head_bands``, ``mask_ratio``).
         optimizer: AdamW, learning rate and warmup/cosine settings.
         mask_ratio: the mask-ratio schedule over optimisation steps.
         skip_nonfinite: skip a batch whose loss is not finite (counted in ``train/skipped``)
@@ -71,7 +73,7 @@ class PretrainModule(L.LightningModule):
         # Frozen dataclasses cannot pass through Lightning's hyperparameter logging: store dicts.
         self.save_hyperparameters(ignore=["optimizer", "mask_ratio"])
         self.model: MaskedAutoencoder = (
-            load_mae(init_from)
+            _continue_from(init_from, overrides or {})
             if init_from
             else create_model(model, normalization=normalization, **(overrides or {}))
         )
@@ -99,6 +101,14 @@ class PretrainModule(L.LightningModule):
         if self.model.normalization is None:
             stats = datamodule.statistics(self.model.config.bands, self.stats_samples)
             self.model.set_normalization(stats)
+        model_scales = tuple(self.model.config.upsample_scales)
+        data_scales = () if datamodule.multiscale is None else datamodule.multiscale.scales
+        if model_scales != data_scales:
+            raise ValueError(
+                f"the model reconstructs scales {list(model_scales)} (upsample_scales) but the "
+                f"data makes {list(data_scales)} (data.scales): set data.scales to "
+                f"{list(model_scales) or 'null'}"
+            )
         sample = datamodule.peek()
         try:
             inputs = self.model.prepare(sample)
@@ -146,6 +156,7 @@ class PretrainModule(L.LightningModule):
             inputs.frame_mask,
             mask_ratio=ratio,
             noise=self.step_noise(inputs),
+            scale_targets=self.model.prepare_scales(batch),
         )
         if not bool(out.weight.sum() > 0):
             # Every hidden token is mostly invalid (cloud, nodata, padding): the loss would be
@@ -182,6 +193,10 @@ class PretrainModule(L.LightningModule):
             self.log(f"train/loss_group{group}", value, batch_size=size)
         for frame, value in enumerate(out.frame_losses):
             self.log(f"train/loss_frame{frame}", value, batch_size=size)
+        if out.scale_losses:
+            self.log("train/loss_mse", out.mse_loss, batch_size=size)
+            for scale, value in out.scale_losses.items():
+                self.log(f"train/loss_x{scale}", value, batch_size=size)
         loss: Tensor = out.loss
         return loss
 
@@ -245,3 +260,25 @@ class PretrainModule(L.LightningModule):
         stored = checkpoint.get(METADATA_KEY, {}).get("normalization")
         if stored:
             self.model.set_normalization(Normalization.from_json(stored))
+
+
+def _continue_from(path: str, overrides: dict[str, Any]) -> MaskedAutoencoder:
+    """A saved MAE with ``overrides`` applied to its config, weights kept.
+
+    Raises:
+        ValueError: if an override changes the shape of a weight (another architecture).
+    """
+    loaded = load_mae(path)
+    if not overrides:
+        return loaded
+    model = MaskedAutoencoder(replace(loaded.config, **overrides))
+    try:
+        model.load_state_dict(loaded.state_dict())
+    except RuntimeError as error:
+        raise ValueError(
+            f"model.overrides {overrides} change the architecture of {path}; with "
+            f"model.init_from only fields that keep every weight's shape can change ({error})"
+        ) from None
+    model.encoder.normalization = loaded.encoder.normalization
+    model.encoder.provenance.update(loaded.provenance)
+    return model

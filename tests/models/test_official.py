@@ -255,13 +255,13 @@ def test_state_dict_of_no_known_variant_is_an_error_not_a_guess():
 
 def test_official_pth_loads_through_load_mae_and_reports_unused_keys(tmp_path):
     state = group_channel_state(128, 2, GROUPS, 8, 4, 32, 64, 1, 16)
-    state["proj_up_conv.weight"] = torch.zeros(40, 10, 1, 1)  # a SatMAE++ upsampler key
+    state["aux_head.weight"] = torch.zeros(40, 10)  # a key of no known layout
     args = argparse.Namespace(
         model="mae_vit_base_patch16", num_heads=2, norm_pix_loss=False, spatial_mask=True
     )
     path = tmp_path / "pretrain.pth"
     torch.save({"model": state, "args": args, "epoch": 199, "optimizer": {}}, path)
-    with pytest.warns(UserWarning, match="proj_up_conv.weight"):
+    with pytest.warns(UserWarning, match="aux_head.weight"):
         model = load_mae(path)
     assert model.config.mask_groups == "consistent"
     assert model.provenance["official"] == "group_channel"

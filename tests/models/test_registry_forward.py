@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from satmae.models import MODEL_CONFIGS, MAEConfig, create_model
+from satmae.models.multiscale import ScaleTarget
 
 DAY = 86_400
 FIRST_DATE = 1_609_459_200 + 10 * 3600  # 2021-01-01T10:00:00Z, a typical overpass hour
@@ -69,7 +70,17 @@ def test_every_registered_config_trains_a_step(name: str) -> None:
     x = torch.randn(batch, frames, len(bands), height, width, generator=g)
     times = FIRST_DATE + 45 * DAY * torch.arange(batch * frames).reshape(batch, frames)
 
-    out = model(x, times=times, bands=bands)
+    # Multi-scale entries (SatMAE++) also take the images at 2x, 4x, ... the size.
+    scale_targets = {
+        scale: ScaleTarget(
+            torch.randn(batch, frames, len(bands), scale * height, scale * width, generator=g),
+            bands,
+        )
+        for scale in config.upsample_scales
+    }
+    out = model(x, times=times, bands=bands, scale_targets=scale_targets)
+    for scale in config.upsample_scales:
+        assert out.scale_preds[scale].shape[-2:] == (scale * height, scale * width)
 
     tokens_per_frame = (height // config.patch_size) * (width // config.patch_size)
     assert tuple(out.pred.shape) == (
