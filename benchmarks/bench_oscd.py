@@ -72,9 +72,22 @@ MULTISCALE_ARMS: dict[str, list[str]] = {
 
 
 def pretrain(
-    root: str, work: Path, name: str, minutes: float, decoder: str, extra: list[str] | None = None
+    root: str,
+    work: Path,
+    name: str,
+    minutes: float,
+    decoder: str,
+    extra: list[str] | None = None,
+    reuse: bool = False,
 ) -> dict[str, Any]:
     run = work / name
+    record = run / "pretrain.json"
+    if reuse and (run / "checkpoints" / "last.ckpt").exists():
+        # an arm pretrained by an earlier run of this command (e.g. one whose evaluation failed)
+        steps = _steps(run)
+        previous = json.loads(record.read_text()) if record.exists() else {}
+        return {"checkpoint": str(run / "checkpoints" / "last.ckpt"), "steps": steps,
+                "seconds": previous.get("seconds"), "reused": True}  # fmt: skip
     seconds = satmae(
         "pretrain", "--config", "configs/pretrain/real_cpu.yaml",
         "--data.path", root, "--data.exclude", HELD_OUT,
@@ -83,15 +96,18 @@ def pretrain(
         "--trainer.default_root_dir", str(run),
         "--checkpoint.dirpath", str(run / "checkpoints"),
     )  # fmt: skip
+    result = {"checkpoint": str(run / "checkpoints" / "last.ckpt"), "seconds": seconds,
+              "steps": _steps(run)}  # fmt: skip
+    record.write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def _steps(run: Path) -> int:
+    """Optimizer steps of a pretraining run, from its metrics log."""
     metrics = sorted(run.glob("lightning_logs/*/metrics.csv"))[-1].read_text().splitlines()
     header = metrics[0].split(",")
-    steps = max(
-        int(row.split(",")[header.index("step")])
-        for row in metrics[1:]
-        if row.split(",")[header.index("step")]
-    )
-    return {"checkpoint": str(run / "checkpoints" / "last.ckpt"), "seconds": seconds,
-            "steps": steps + 1}  # fmt: skip
+    column = header.index("step")
+    return 1 + max(int(row.split(",")[column]) for row in metrics[1:] if row.split(",")[column])
 
 
 def evaluate(root: str, work: Path, name: str, model: str, extra: list[str]) -> dict[str, Any]:
@@ -128,7 +144,9 @@ def multiscale_study(args: argparse.Namespace) -> None:
     if unknown := sorted(set(arms) - set(MULTISCALE_ARMS)):
         raise SystemExit(f"unknown --arms {unknown}; choose from {sorted(MULTISCALE_ARMS)}")
     runs = {
-        name: pretrain(args.root, work, name, args.minutes, "full", MULTISCALE_ARMS[name])
+        name: pretrain(
+            args.root, work, name, args.minutes, "full", MULTISCALE_ARMS[name], args.reuse
+        )
         for name in arms
     }
     evaluated = {
@@ -205,6 +223,11 @@ def main() -> None:
         help="decoder: full vs cross decoder; multiscale: SatMAE vs SatMAE++ arms",
     )
     parser.add_argument("--arms", nargs="+", help="--study multiscale: arms to run (default all)")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="--study multiscale: keep arms already pretrained under --work (evaluate only)",
+    )
     parser.add_argument("--minutes", type=float, default=10.0, help="pretraining wall time")
     parser.add_argument("--seeds", nargs="+", default=["0"], help="seeds of the change head")
     parser.add_argument("--eval-steps", type=int, default=600, help="change-head training steps")

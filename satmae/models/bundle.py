@@ -233,7 +233,8 @@ def load_encoder(
         dtype: cast the weights, e.g. ``torch.bfloat16`` (where the device has native bf16);
             ``embed`` then runs its matmuls in it and still returns float32.
         strict: refuse ``encoder.*`` weights the encoder of the config does not have (the
-            decoder of a whole MAE is not needed and skipped); ``False`` warns and skips them.
+            decoder and up-sampler of a whole MAE are not needed and skipped); ``False`` warns
+            and skips them.
 
     Raises:
         FileNotFoundError: if nothing is at ``path``.
@@ -242,7 +243,7 @@ def load_encoder(
     """
     path = Path(path)
     state, spec = _read_any(path)
-    if spec.contents == "encoder" and any(key.startswith("decoder.") for key in state):
+    if spec.contents == "encoder" and any(key.startswith(_DECODING) for key in state):
         raise ValueError(
             f"{path} says it holds an encoder but its weights include a decoder; the config "
             "does not describe these weights: export the model again"
@@ -251,11 +252,15 @@ def load_encoder(
     encoder_state = {
         key.removeprefix("encoder."): value
         for key, value in state.items()
-        if not key.startswith("decoder.")
+        if not key.startswith(_DECODING)
     }
     encoder.load_state_dict(check_checkpoint(encoder, encoder_state, spec, path, strict))
     _attach(encoder, spec)
     return encoder.to(device=device, dtype=dtype).eval()
+
+
+_DECODING = ("decoder.", "upsampler.")
+"""Key prefixes of the parts of a whole MAE that an encoder does without."""
 
 
 def _attach(encoder: SatMAEEncoder, spec: ModelSpec) -> None:

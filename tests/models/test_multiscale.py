@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 
@@ -172,3 +174,15 @@ def test_bundle_round_trip_keeps_the_upsampler_and_the_rule(tmp_path):
     got = loaded(x, times, mask=mask, scale_targets=targets)
     torch.testing.assert_close(got.loss, expected.loss, rtol=0, atol=0)
     torch.testing.assert_close(got.scale_preds[4], expected.scale_preds[4], rtol=0, atol=0)
+
+
+def test_the_encoder_of_a_multiscale_model_loads_without_its_upsampler(tmp_path):
+    from satmae.models import load_encoder, save_bundle
+
+    model = _model(multiscale_loss="masked").eval()
+    save_bundle(model, tmp_path / "bundle")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # strict: nothing skipped with a warning either
+        encoder = load_encoder(tmp_path / "bundle")
+    x, times, _, _ = _inputs(model)
+    torch.testing.assert_close(encoder(x, times).pooled, model.encoder(x, times).pooled)
