@@ -79,7 +79,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--precision",
         choices=("auto", "32", "bf16"),
         default="auto",
-        help="auto: bf16 autocast where the device has native bf16 (see satmae info), else fp32",
+        help="auto: bf16 autocast where the device has native bf16 (see satmae info) and, on "
+        "a CPU, the encoder is at least 768 wide; else fp32",
     )
     parser.add_argument(
         "--random-init", action="store_true", help="a registry model with random weights"

@@ -125,12 +125,12 @@ def _meta(
 
 def resolved_precision(encoder: SatMAEEncoder, precision: str) -> str:
     """``"32"`` or ``"bf16"``: what ``precision`` means on the encoder's device."""
-    return inference_precision(precision, encoder.cls_token.device.type)
+    return inference_precision(precision, encoder.cls_token.device.type, encoder.config.embed_dim)
 
 
 def encoder_autocast(encoder: SatMAEEncoder, precision: str) -> AbstractContextManager[Any]:
     """The autocast context for running ``encoder`` at ``precision`` on its device."""
-    return inference_autocast(precision, encoder.cls_token.device.type)
+    return inference_autocast(precision, encoder.cls_token.device.type, encoder.config.embed_dim)
 
 
 def embed_raster(

@@ -232,7 +232,7 @@ class CogWriter(_WindowedWriter):
     """Write an embedding raster, one band per feature, as a Cloud-Optimized GeoTIFF.
 
     Windows go into a tiled GeoTIFF beside ``path``; :meth:`close` converts it with GDAL's
-    ``COG`` driver (overviews by averaging, DEFLATE) and moves the result onto ``path``. Bands
+    ``COG`` driver (overviews by averaging, ZSTD) and moves the result onto ``path``. Bands
     are described ``f000``, ``f001``, …; dataset tags are :meth:`EmbeddingMeta.tags`.
 
     Args:
@@ -325,7 +325,12 @@ class CogWriter(_WindowedWriter):
                     staging,
                     driver="COG",
                     BLOCKSIZE=self.block_size,
-                    COMPRESS="DEFLATE",
+                    # ZSTD level 1 on every core: 2.6x faster than DEFLATE's default level on
+                    # a 64-feature map of 343 x 343 (0.39 s against 1.03 s) for 5 % more bytes;
+                    # float features barely compress either way
+                    COMPRESS="ZSTD",
+                    LEVEL=1,
+                    NUM_THREADS="ALL_CPUS",
                     PREDICTOR="YES",
                     OVERVIEWS="AUTO",
                     RESAMPLING="AVERAGE",
