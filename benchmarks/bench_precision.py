@@ -32,7 +32,8 @@ def time_forward(encoder: torch.nn.Module, inputs: tuple, precision: str) -> flo
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=["satmae_tiny", "satmae_small", "satmae_base"])
+    models = ["satmae_tiny", "satmae_small", "satmae_base"]
+    parser.add_argument("--models", nargs="+", default=models)
     parser.add_argument("--window", type=int, default=64)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=5)
