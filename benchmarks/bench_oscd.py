@@ -258,18 +258,7 @@ def main() -> None:
             name: entry["metrics"]["change_f1"]["mean"]
             for name, entry in arms["random_init"]["baselines"].items()
         },
-        "arms": {
-            name: {
-                "change_f1": arm["metrics"]["change_f1"],
-                "change_precision": arm["metrics"]["change_precision"]["mean"],
-                "change_recall": arm["metrics"]["change_recall"]["mean"],
-                "change_iou": arm["metrics"]["change_iou"]["mean"],
-                "evaluate_seconds": arm["seconds"],
-                "verdict": arm["verdict"],
-                "report": arm["report"],
-            }
-            for name, arm in arms.items()
-        },
+        "arms": {name: summarize(arm) for name, arm in arms.items()},
         "pretraining": runs,
         "split": arms["random_init"]["data"]["splits"],
         "seeds": [int(seed) for seed in args.seeds],
