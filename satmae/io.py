@@ -363,19 +363,11 @@ def atomic_path(target: str | os.PathLike[str], *, overwrite: bool = True) -> It
         # run's successor removes whole.
         folder = _make_temporary(destination, folder=True)
         staging = folder / destination.name
-        try:
-            try:
-                yield staging
-                check_output(destination, overwrite=overwrite)
-                os.chmod(staging, 0o666 & ~current_umask())
-                os.replace(staging, destination)
-            except OSError as error:
-                reworded = _user_error(error, destination, folder)
-                if reworded is error:
-                    raise
-                raise reworded from error
-        finally:
-            _remove_tree_or_file(folder)
+        with _staged(destination, folder):
+            yield staging
+            check_output(destination, overwrite=overwrite)
+            os.chmod(staging, 0o666 & ~current_umask())
+            os.replace(staging, destination)
 
 
 @contextmanager
@@ -405,19 +397,11 @@ def atomic_folder(
     with OutputLock(destination):
         check_output(destination, overwrite=overwrite, folder=True, is_ours=is_ours)
         staging = _make_temporary(destination, folder=True)
-        try:
-            try:
-                yield staging
-                check_output(destination, overwrite=overwrite, folder=True, is_ours=is_ours)
-                os.chmod(staging, 0o777 & ~current_umask())
-                replace_folder(staging, destination)
-            except OSError as error:
-                reworded = _user_error(error, destination, staging)
-                if reworded is error:
-                    raise
-                raise reworded from error
-        finally:
-            _remove_tree_or_file(staging)
+        with _staged(destination, staging):
+            yield staging
+            check_output(destination, overwrite=overwrite, folder=True, is_ours=is_ours)
+            os.chmod(staging, 0o777 & ~current_umask())
+            replace_folder(staging, destination)
 
 
 def replace_folder(source: Path, destination: Path) -> None:
@@ -459,6 +443,20 @@ def _make_temporary(target: Path, *, folder: bool) -> Path:
         ) from None
     os.close(handle)
     return Path(name)
+
+
+@contextmanager
+def _staged(target: Path, internal: Path) -> Iterator[None]:
+    """Remove the temporary ``internal`` afterwards; its OS errors re-worded to name ``target``."""
+    try:
+        yield
+    except OSError as error:
+        reworded = _user_error(error, target, internal)
+        if reworded is error:
+            raise
+        raise reworded from error
+    finally:
+        _remove_tree_or_file(internal)
 
 
 def _user_error(error: OSError, target: Path, internal: Path) -> OSError:
