@@ -25,6 +25,7 @@ from safetensors.torch import load_file, save_file
 import satmae
 from satmae.models import create_model, load_encoder, load_mae, save_bundle
 from satmae.models.official import to_official
+from tests.models.tiny_sizes import TINY_OFFICIAL_SIZES
 
 DAY = 86_400
 T0 = 1_600_000_000
@@ -194,14 +195,7 @@ def good_files(tmp_path_factory: pytest.TempPathFactory, tiny) -> dict[str, Path
     official = create_model(
         "satmae_group_channel_vit_base_patch8_96",
         normalization=None,
-        embed_dim=64,
-        depth=1,
-        num_heads=2,
-        group_dim=16,
-        decoder_dim=32,
-        decoder_depth=1,
-        decoder_num_heads=2,
-        decoder_group_dim=8,
+        **TINY_OFFICIAL_SIZES,
     )
     pth = root / "official.pth"
     state = to_official(official.config, official.state_dict())

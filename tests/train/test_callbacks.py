@@ -25,10 +25,7 @@ from satmae.train.throughput import (
     matmul_dtype,
     measure_matmul_peak,
 )
-from tests.train import test_pretrain
 from tests.train.test_pretrain import chip
-
-store = test_pretrain.store  # the tiny chip store fixture
 
 PERF = (
     "perf/step_s",

@@ -32,15 +32,6 @@ def chip(seed: int) -> dict:
     }
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("chips")
-    with ChipStoreWriter(root, "part", bands=BANDS, frames=2, height=32, width=32) as writer:
-        for seed in range(16):
-            writer.add(chip(seed))
-    return root
-
-
 def pretrain_args(store: Path, run: Path, *extra: str) -> list[str]:
     """``satmae pretrain`` arguments: the demo recipe on the test store, small and quiet."""
     return [

@@ -13,19 +13,11 @@ from satmae.cli import main
 from satmae.data.store.chipwriter import ChipStoreWriter
 from satmae.models import create_model, load_mae
 from satmae.models.official import to_official
+from tests.models.tiny_sizes import TINY_OFFICIAL_SIZES
 
 from .test_pretrain import BANDS, chip, pretrain_args
 
 TINY_PP = {"img_size": [8, 8], "patch_size": 4, "max_frames": 2, "upsample_scales": [2, 4]}
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("chips")
-    with ChipStoreWriter(root, "part", bands=BANDS, frames=2, height=32, width=32) as writer:
-        for seed in range(16):
-            writer.add(chip(seed))
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -75,14 +67,7 @@ def test_continued_pretraining_from_an_official_satmae_pp_checkpoint(single_date
     with torch.device("cpu"):
         ours = create_model(
             "satmae_pp_group_channel_vit_base_patch8_96",
-            embed_dim=64,
-            depth=1,
-            num_heads=2,
-            group_dim=16,
-            decoder_dim=32,
-            decoder_depth=1,
-            decoder_num_heads=2,
-            decoder_group_dim=8,
+            **TINY_OFFICIAL_SIZES,
             img_size=(8, 8),
             patch_size=4,
         )
