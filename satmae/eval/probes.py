@@ -104,7 +104,7 @@ def _standardise(train: Tensor, *others: Tensor) -> list[Tensor]:
     return [(values - mean) / std for values in (train, *others)]
 
 
-def _fit_logistic(
+def fit_logistic(
     features: Tensor,
     labels: Tensor,
     classes: int,
@@ -172,7 +172,7 @@ def select_weight_decay(
     train_x, val_x = _standardise(train.features.double(), val.features.double())
     scores: dict[float, float] = {}
     for weight_decay in weight_decays:
-        weight, bias = _fit_logistic(
+        weight, bias = fit_logistic(
             train_x, train.labels, classes, multilabel, weight_decay, max_iter
         )
         scores[weight_decay] = _score(
@@ -238,5 +238,5 @@ def linear_probe(
             choose_from, val, multilabel=multilabel, num_classes=classes, max_iter=max_iter
         )
     train_x, test_x = _standardise(train.features.double(), test.features.double())
-    weight, bias = _fit_logistic(train_x, train.labels, classes, multilabel, weight_decay, max_iter)
+    weight, bias = fit_logistic(train_x, train.labels, classes, multilabel, weight_decay, max_iter)
     return _probabilities(test_x, weight, bias, multilabel)
