@@ -13,10 +13,12 @@ from typing import Any, Literal, TypeVar, get_args
 
 from satmae.bands import SATMAE_GROUPS, canonical_bands
 from satmae.models.validation import (
+    DECODER_ITEM_LIMITS,
     DECODER_LIMITS,
     ENCODER_LIMITS,
     MASKING_LIMITS,
     check_fields,
+    check_items,
 )
 from satmae.spec import band_lists, band_names, check_img_size
 
@@ -36,6 +38,14 @@ S2_TIME_FIELDS: tuple[str, ...] = ("year", "day_of_year")
 """The Sentinel-2 default: calendar year and zero-based day of year."""
 
 _Config = TypeVar("_Config", bound="EncoderConfig | DecoderConfig | MaskingConfig")
+
+
+def _as_tuple(config: object, *names: str) -> None:
+    """Store list fields as tuples (lists come from JSON and YAML); other values stay for checks."""
+    for name in names:
+        value = getattr(config, name)
+        if isinstance(value, list):
+            object.__setattr__(config, name, tuple(value))
 
 
 def _check_choice(name: str, value: object, kind: object) -> None:
@@ -205,6 +215,12 @@ class DecoderConfig:
         decoder: ``"full"`` (mask tokens + self-attention over every token) or ``"cross"``
             (hidden-token queries cross-attending to the encoded visible tokens).
         decoder_fraction: fraction of hidden tokens the cross decoder reconstructs in training.
+        decoder_context: encoder blocks whose outputs the cross decoder attends to (CrossMAE);
+            negative indices count from the end. ``(-1,)`` is the encoder's final, normed
+            output (plain SatMAE, no extra weights). With several blocks each non-final one gets
+            its own decoder LayerNorm and every decoder block its own learned weights over the
+            K maps (started at 1/K each: the mean), mixed before the decoder's ``embed``. More
+            than the last block needs ``decoder="cross"``.
         decoder_dim: decoder width.
         head_bands: bands predicted by each decoder head, in head output order. ``None`` means
             ``band_groups`` (head g predicts exactly group g). Official group-channel checkpoints
@@ -217,6 +233,7 @@ class DecoderConfig:
 
     decoder: DecoderKind = "full"
     decoder_fraction: float = 1.0
+    decoder_context: tuple[int, ...] = (-1,)
     decoder_dim: int = 512
     head_bands: tuple[tuple[str, ...], ...] | None = None
     decoder_depth: int = 8
@@ -225,11 +242,13 @@ class DecoderConfig:
     decoder_time_dim: int = 64
 
     def __post_init__(self) -> None:
+        _as_tuple(self, "decoder_context")
         self.validate_decoder()
 
     def validate_decoder(self) -> None:
         """Raise ValueError if the decoder fields are out of range or inconsistent on their own."""
         check_fields(self, DECODER_LIMITS)
+        check_items(self, DECODER_ITEM_LIMITS)
         _check_choice("decoder", self.decoder, DecoderKind)
         if not 0.0 < self.decoder_fraction <= 1.0:
             raise ValueError(f"decoder_fraction must be in (0, 1], got {self.decoder_fraction}")
@@ -305,7 +324,13 @@ class MAEConfig(EncoderConfig, DecoderConfig, MaskingConfig):
             heads = band_lists(self.head_bands, "head_bands")
             object.__setattr__(self, "head_bands", heads)
         object.__setattr__(self, "upsample_scales", tuple(int(s) for s in self.upsample_scales))
+        _as_tuple(self, "decoder_context")
         self.validate()
+
+    @property
+    def context_blocks(self) -> tuple[int, ...]:
+        """``decoder_context`` as block indices in ``[0, depth)``, in the given order."""
+        return tuple(index % self.depth for index in self.decoder_context)
 
     @property
     def heads(self) -> tuple[tuple[str, ...], ...]:
@@ -345,6 +370,7 @@ class MAEConfig(EncoderConfig, DecoderConfig, MaskingConfig):
                 "the cross decoder needs each head to predict its own group's bands; "
                 "use head_bands=None"
             )
+        _check_decoder_context(self)
         _check_multiscale(self)
 
     def decoder_config(self) -> DecoderConfig:
@@ -354,6 +380,30 @@ class MAEConfig(EncoderConfig, DecoderConfig, MaskingConfig):
     def masking_config(self) -> MaskingConfig:
         """Only the masking and loss fields."""
         return _role(MaskingConfig, self)
+
+
+def _check_decoder_context(config: MAEConfig) -> None:
+    """Raise ValueError if ``decoder_context`` is outside the encoder, repeats or needs cross."""
+    depth = config.depth
+    if outside := [index for index in config.decoder_context if not -depth <= index < depth]:
+        raise ValueError(
+            f"decoder_context {config.decoder_context} names blocks {outside} outside the "
+            f"encoder's {depth} blocks: expected integers from {-depth} to {depth - 1} "
+            "(negative ones count from the end)"
+        )
+    blocks = config.context_blocks
+    if repeated := sorted({index for index in blocks if blocks.count(index) > 1}):
+        raise ValueError(
+            f"decoder_context {config.decoder_context} names blocks {repeated} more than once "
+            f"(negative indices count from the end of the {depth} blocks): expected each "
+            "block once"
+        )
+    if blocks != (depth - 1,) and config.decoder != "cross":
+        raise ValueError(
+            f"decoder_context {config.decoder_context} needs decoder='cross': the "
+            f"{config.decoder!r} decoder takes mask tokens and the encoder's last output only; "
+            "use decoder_context=(-1,) or decoder='cross'"
+        )
 
 
 def _check_multiscale(config: MAEConfig) -> None:

@@ -7,6 +7,7 @@ the patch.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -14,6 +15,7 @@ from torch import Tensor, nn
 
 from satmae.models.blocks import Block, CrossBlock, LayerNorm
 from satmae.models.config import MAEConfig
+from satmae.models.decoder_context import build_context
 from satmae.models.encodings import Encodings
 from satmae.models.frames import frame_attention_mask
 from satmae.models.initialization import init_weights
@@ -84,6 +86,11 @@ class Decoder(nn.Module):
         init_weights(self)
         nn.init.normal_(self.mask_token, std=0.02)
 
+    @property
+    def encoder_blocks(self) -> tuple[int, ...]:
+        """Encoder blocks whose un-normed outputs the decoder needs besides the final output."""
+        return ()
+
     def band_order(self, groups: tuple[int, ...]) -> list[int]:
         """Permutation from concatenated head outputs to the present bands in model order."""
         slots = [band for group in groups for band in self.config.heads[group]]
@@ -103,6 +110,7 @@ class Decoder(nn.Module):
         masking: Masking,
         grid: TokenGrid,
         generator: torch.Generator | None = None,
+        features: Mapping[int, Tensor] | None = None,
     ) -> Prediction:
         """Reconstruct tokens from the encoded visible ones.
 
@@ -111,15 +119,22 @@ class Decoder(nn.Module):
             masking: the mask and visible indices.
             grid: the token grid.
             generator: random generator (the cross decoder samples which tokens to predict).
+            features: block index -> ``(B, 1+N_keep, D)`` un-normed encoder block outputs, at
+                least those of :attr:`encoder_blocks` (``decoder_context``).
 
         Returns:
             predictions ``(B, T, C', L, p*p)`` in model band order (zero where not predicted)
             and the predicted tokens ``(B, T, G', L)`` bool, or ``None`` when every token is.
         """
-        return self.predict(latent, masking, grid, generator)
+        return self.predict(latent, masking, grid, generator, features or {})
 
     def predict(
-        self, latent: Tensor, masking: Masking, grid: TokenGrid, generator: Generator
+        self,
+        latent: Tensor,
+        masking: Masking,
+        grid: TokenGrid,
+        generator: Generator,
+        features: Mapping[int, Tensor],
     ) -> Prediction:
         """The decoder's own way to :meth:`forward`."""
         raise NotImplementedError
@@ -131,9 +146,14 @@ class FullDecoder(Decoder):
     block_type = Block
 
     def predict(
-        self, latent: Tensor, masking: Masking, grid: TokenGrid, generator: Generator
+        self,
+        latent: Tensor,
+        masking: Masking,
+        grid: TokenGrid,
+        generator: Generator,
+        features: Mapping[int, Tensor],
     ) -> Prediction:
-        """Predict every token (``generator`` is unused); the mask says nothing is skipped."""
+        """Predict every token (``generator`` and ``features`` are unused); nothing is skipped."""
         batch = latent.shape[0]
         x = self.embed(latent).to(self.mask_token.dtype)  # (B, 1+N_keep, Dd)
         dim = x.shape[-1]
@@ -163,13 +183,28 @@ class CrossDecoder(Decoder):
     """Fast decoder: hidden-token queries cross-attend to the encoded visible tokens.
 
     In training it reconstructs a random ``decoder_fraction`` of the hidden tokens; in eval mode
-    it reconstructs all of them.
+    it reconstructs all of them. Each block attends to the context ``decoder_context`` names
+    (see :mod:`satmae.models.decoder_context`).
     """
 
     block_type = CrossBlock
 
+    def __init__(self, config: MAEConfig) -> None:
+        super().__init__(config)
+        self.context = build_context(config)
+
+    @property
+    def encoder_blocks(self) -> tuple[int, ...]:
+        """Encoder blocks whose un-normed outputs :attr:`context` needs."""
+        return self.context.encoder_blocks
+
     def predict(
-        self, latent: Tensor, masking: Masking, grid: TokenGrid, generator: Generator
+        self,
+        latent: Tensor,
+        masking: Masking,
+        grid: TokenGrid,
+        generator: Generator,
+        features: Mapping[int, Tensor],
     ) -> Prediction:
         """Predict (a fraction of) the hidden tokens; the others are zero and not predicted."""
         batch = latent.shape[0]
@@ -184,21 +219,21 @@ class CrossDecoder(Decoder):
         if num_queries == 0:
             return pred, predicted.view(masking.mask.shape)
 
-        x = self.embed(latent).to(self.mask_token.dtype)  # (B, 1+N_keep, Dd)
-        dim = x.shape[-1]
-        codes = self.codes(grid, batch, x.device).to(x.dtype).expand(batch, -1, -1)  # (B, N, Dd)
+        dtype, dim, device = self.mask_token.dtype, self.config.decoder_dim, latent.device
+        codes = self.codes(grid, batch, device).to(dtype).expand(batch, -1, -1)  # (B, N, Dd)
         visible_codes = torch.gather(codes, 1, masking.visible.unsqueeze(-1).expand(-1, -1, dim))
-        cls = x[:, :1] + self.encodings.cls(x.device).to(x.dtype)
-        context = torch.cat([cls, x[:, 1:] + visible_codes], dim=1)  # (B, 1+N_keep, Dd)
+        cls_code = self.encodings.cls(device).to(dtype).expand(batch, 1, dim)
+        context_codes = torch.cat([cls_code, visible_codes], dim=1)  # (B, 1+N_keep, Dd)
+        contexts = self.context(latent, features, self.embed, context_codes)
 
         noise = torch.rand(hidden.shape, generator=generator, device=hidden.device)
         noise = noise.masked_fill(~hidden, 2.0)  # visible tokens are never queried
         queries_index = torch.argsort(noise, dim=1)[:, :num_queries].sort(dim=1).values  # (B, Q)
-        queries = self.mask_token.to(x.dtype) + torch.gather(
+        queries = self.mask_token.to(dtype) + torch.gather(
             codes, 1, queries_index.unsqueeze(-1).expand(-1, -1, dim)
         )  # (B, Q, Dd)
         attn_mask = frame_attention_mask(grid.frame_mask, masking.visible, grid.tokens_per_frame)
-        for block in self.blocks:
+        for block, context in zip(self.blocks, contexts, strict=True):
             queries = block(queries, context, attn_mask)
         queries = self.norm(queries)
 
@@ -210,7 +245,7 @@ class CrossDecoder(Decoder):
         out = out.reshape(*out.shape[:2], -1, area)  # (B, Q, C', p*p)
         out = out[:, :, self.band_order(grid.groups)]  # model band order
         band_group = torch.repeat_interleave(
-            torch.arange(len(grid.groups), device=x.device), torch.tensor(sizes, device=x.device)
+            torch.arange(len(grid.groups), device=device), torch.tensor(sizes, device=device)
         )
         per_frame = grid.tokens_per_frame
         query_group = torch.div(queries_index % per_frame, grid.patches, rounding_mode="floor")
@@ -222,7 +257,7 @@ class CrossDecoder(Decoder):
         )  # (B, Q) index into T*L
         flat = pred.to(out.dtype).transpose(2, 3).flatten(1, 2)  # (B, T*L, C', p*p)
         flat = flat.index_put(
-            (torch.arange(batch, device=x.device)[:, None], location), out, accumulate=True
+            (torch.arange(batch, device=device)[:, None], location), out, accumulate=True
         )
         pred = flat.reshape(batch, grid.frames, grid.patches, *flat.shape[2:]).transpose(2, 3)
         predicted = predicted.scatter(1, queries_index, True)

@@ -228,12 +228,13 @@ class MaskedAutoencoder(nn.Module):
                 noise=noise,
             )
         visible, attn_mask = encoder.select_visible(tokenized, masking.visible)
-        latent, _ = encoder.run_blocks(visible, attn_mask)  # (B, 1+N_keep, D)
+        # (B, 1+N_keep, D) normed, and the un-normed blocks of decoder_context before the last.
+        latent, features = encoder.run_blocks(visible, attn_mask, self.decoder.encoder_blocks)
 
         grid = TokenGrid(
             frames, tokenized.selection.groups, tokenized.patch_grid, times, tokenized.frame_mask
         )
-        pred, predicted = self.decoder(latent, masking, grid, generator)
+        pred, predicted = self.decoder(latent, masking, grid, generator, features)
         source = x if target is None else target
         target_patches, target_stats = self.targets(source, tokenized.selection)
         out = self._loss(
