@@ -24,6 +24,7 @@ from satmae.spec import band_lists, band_names, check_img_size
 
 MaskMode = Literal["independent", "consistent"]
 DecoderKind = Literal["full", "cross"]
+DecoderSelection = Literal["random", "balanced"]
 NormPixScope = Literal["token", "location"]
 EncodingKind = Literal["sincos", "learned"]
 MultiscaleLoss = Literal["masked", "satmae_pp"]
@@ -215,6 +216,13 @@ class DecoderConfig:
         decoder: ``"full"`` (mask tokens + self-attention over every token) or ``"cross"``
             (hidden-token queries cross-attending to the encoded visible tokens).
         decoder_fraction: fraction of hidden tokens the cross decoder reconstructs in training.
+        decoder_selection: which hidden tokens the cross decoder reconstructs in training when
+            ``decoder_fraction < 1``: ``"random"`` (a uniform draw over all hidden tokens) or
+            ``"balanced"`` (the same number Q of tokens, split as evenly as possible over the
+            present band groups: tokens are ranked by the same random draw within their own
+            group and taken round-robin over the groups, so each group gets Q/G' ± 1 unless it
+            has fewer hidden tokens, whose share goes to the others). Eval mode reconstructs
+            every hidden token either way; the full decoder ignores it.
         decoder_context: encoder blocks whose outputs the cross decoder attends to (CrossMAE);
             negative indices count from the end. ``(-1,)`` is the encoder's final, normed
             output (plain SatMAE, no extra weights). With several blocks each non-final one gets
@@ -233,6 +241,7 @@ class DecoderConfig:
 
     decoder: DecoderKind = "full"
     decoder_fraction: float = 1.0
+    decoder_selection: DecoderSelection = "random"
     decoder_context: tuple[int, ...] = (-1,)
     decoder_dim: int = 512
     head_bands: tuple[tuple[str, ...], ...] | None = None
@@ -250,6 +259,7 @@ class DecoderConfig:
         check_fields(self, DECODER_LIMITS)
         check_items(self, DECODER_ITEM_LIMITS)
         _check_choice("decoder", self.decoder, DecoderKind)
+        _check_choice("decoder_selection", self.decoder_selection, DecoderSelection)
         if not 0.0 < self.decoder_fraction <= 1.0:
             raise ValueError(f"decoder_fraction must be in (0, 1], got {self.decoder_fraction}")
         if self.decoder_dim % self.decoder_num_heads:

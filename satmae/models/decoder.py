@@ -7,7 +7,7 @@ the patch.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import torch
@@ -182,9 +182,9 @@ class FullDecoder(Decoder):
 class CrossDecoder(Decoder):
     """Fast decoder: hidden-token queries cross-attend to the encoded visible tokens.
 
-    In training it reconstructs a random ``decoder_fraction`` of the hidden tokens; in eval mode
-    it reconstructs all of them. Each block attends to the context ``decoder_context`` names
-    (see :mod:`satmae.models.decoder_context`).
+    In training it reconstructs a ``decoder_fraction`` of the hidden tokens, chosen by
+    ``decoder_selection``; in eval mode it reconstructs all of them. Each block attends to the
+    context ``decoder_context`` names (see :mod:`satmae.models.decoder_context`).
     """
 
     block_type = CrossBlock
@@ -192,6 +192,7 @@ class CrossDecoder(Decoder):
     def __init__(self, config: MAEConfig) -> None:
         super().__init__(config)
         self.context = build_context(config)
+        self.select_queries = QUERY_SELECTIONS[config.decoder_selection]
 
     @property
     def encoder_blocks(self) -> tuple[int, ...]:
@@ -228,7 +229,7 @@ class CrossDecoder(Decoder):
 
         noise = torch.rand(hidden.shape, generator=generator, device=hidden.device)
         noise = noise.masked_fill(~hidden, 2.0)  # visible tokens are never queried
-        queries_index = torch.argsort(noise, dim=1)[:, :num_queries].sort(dim=1).values  # (B, Q)
+        queries_index = self.select_queries(noise, hidden, num_queries, grid)  # (B, Q)
         queries = self.mask_token.to(dtype) + torch.gather(
             codes, 1, queries_index.unsqueeze(-1).expand(-1, -1, dim)
         )  # (B, Q, Dd)
@@ -262,6 +263,58 @@ class CrossDecoder(Decoder):
         pred = flat.reshape(batch, grid.frames, grid.patches, *flat.shape[2:]).transpose(2, 3)
         predicted = predicted.scatter(1, queries_index, True)
         return pred, predicted.view(masking.mask.shape)
+
+
+def random_queries(noise: Tensor, hidden: Tensor, num_queries: int, grid: TokenGrid) -> Tensor:
+    """The ``num_queries`` hidden tokens of smallest noise, wherever they are.
+
+    Args:
+        noise: ``(B, N)`` uniform in [0, 1) at hidden tokens, 2 at visible ones.
+        hidden: ``(B, N)`` bool, True = hidden (unused: ``noise`` already sorts them last).
+        num_queries: Q, at most the number of hidden tokens of a sample.
+        grid: the token grid (unused).
+
+    Returns:
+        ``(B, Q)`` ascending token indices.
+    """
+    return torch.argsort(noise, dim=1)[:, :num_queries].sort(dim=1).values
+
+
+def balanced_queries(noise: Tensor, hidden: Tensor, num_queries: int, grid: TokenGrid) -> Tensor:
+    """``num_queries`` hidden tokens split as evenly as possible over the present groups.
+
+    Hidden tokens are ranked by ``noise`` within their own group and taken round-robin over
+    the groups by rank (ties between groups of one rank broken by the noise too), so a group
+    gets Q/G' ± 1 tokens unless it has fewer hidden ones; their share goes to the others.
+
+    Args:
+        noise: ``(B, N)`` uniform in [0, 1) at hidden tokens (2 at visible ones).
+        hidden: ``(B, N)`` bool, True = hidden.
+        num_queries: Q, at most the number of hidden tokens of a sample.
+        grid: the token grid (which group each token is in).
+
+    Returns:
+        ``(B, Q)`` ascending token indices.
+    """
+    token = torch.arange(grid.tokens, device=noise.device)
+    token_group = torch.div(token % grid.tokens_per_frame, grid.patches, rounding_mode="floor")
+    order = torch.argsort(noise, dim=1)  # (B, N) smallest noise first, visible tokens last
+    group = token_group[order]  # (B, N) group of each token in noise order
+    seen = nn.functional.one_hot(group, len(grid.groups)).cumsum(1)  # (B, N, G')
+    rank = seen.gather(2, group.unsqueeze(-1)).squeeze(-1) - 1  # (B, N) rank within its group
+    # Integer rank first, the token's own noise in [0, 1) breaks ties between groups.
+    key = rank.double() + noise.gather(1, order).double()
+    key = key.masked_fill(~hidden.gather(1, order), float("inf"))
+    picked = torch.argsort(key, dim=1)[:, :num_queries]  # (B, Q) positions in noise order
+    return order.gather(1, picked).sort(dim=1).values
+
+
+QuerySelection = Callable[[Tensor, Tensor, int, TokenGrid], Tensor]
+QUERY_SELECTIONS: dict[str, QuerySelection] = {
+    "random": random_queries,
+    "balanced": balanced_queries,
+}
+"""``decoder_selection`` -> which hidden tokens the cross decoder reconstructs in training."""
 
 
 def build_decoder(config: MAEConfig) -> Decoder:
