@@ -16,6 +16,7 @@ from satmae.models.validation import (
     DECODER_ITEM_LIMITS,
     DECODER_LIMITS,
     ENCODER_LIMITS,
+    MASKING_ITEM_LIMITS,
     MASKING_LIMITS,
     check_fields,
     check_items,
@@ -282,6 +283,14 @@ class MaskingConfig:
             pools all bands of a location and frame (the official group-channel behaviour).
         min_valid_fraction: tokens with a smaller fraction of valid pixels are hidden first and
             left out of the loss.
+        group_loss_weights: weight of each band group in the MSE loss, one finite number >= 0
+            per group of ``band_groups`` (not all 0); ``None`` weighs every counted token
+            equally (plain SatMAE). Each token counted in the loss weighs its group's entry, so
+            ``loss = Σ token_loss·w / Σ w``; ``MAEOutput.group_losses`` stay the unweighted
+            mean of each group and ``MAEOutput.weight`` stays 0/1. The multi-scale L1 terms
+            (``upsample_scales``) are not affected: they weigh every counted token equally.
+            A batch whose counted tokens all lie in groups of weight 0 gives ``loss`` 0 while
+            ``MAEOutput.empty`` stays False (``empty`` counts tokens, not weights).
     """
 
     mask_ratio: float = 0.75
@@ -290,13 +299,21 @@ class MaskingConfig:
     norm_pix_loss: bool = False
     norm_pix_scope: NormPixScope = "token"
     min_valid_fraction: float = 0.5
+    group_loss_weights: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
+        _as_tuple(self, "group_loss_weights")
         self.validate_masking()
 
     def validate_masking(self) -> None:
         """Raise ValueError if the masking and loss fields are out of range."""
         check_fields(self, MASKING_LIMITS)
+        check_items(self, MASKING_ITEM_LIMITS)
+        if self.group_loss_weights is not None and not any(self.group_loss_weights):
+            raise ValueError(
+                f"group_loss_weights must not all be 0 (nothing would be learnt), got "
+                f"{self.group_loss_weights}; give a positive weight to at least one group"
+            )
         _check_choice("mask_time", self.mask_time, MaskMode)
         _check_choice("mask_groups", self.mask_groups, MaskMode)
         _check_choice("norm_pix_scope", self.norm_pix_scope, NormPixScope)
@@ -334,7 +351,7 @@ class MAEConfig(EncoderConfig, DecoderConfig, MaskingConfig):
             heads = band_lists(self.head_bands, "head_bands")
             object.__setattr__(self, "head_bands", heads)
         object.__setattr__(self, "upsample_scales", tuple(int(s) for s in self.upsample_scales))
-        _as_tuple(self, "decoder_context")
+        _as_tuple(self, "decoder_context", "group_loss_weights")
         self.validate()
 
     @property
@@ -381,6 +398,12 @@ class MAEConfig(EncoderConfig, DecoderConfig, MaskingConfig):
                 "use head_bands=None"
             )
         _check_decoder_context(self)
+        if self.group_loss_weights is not None and len(self.group_loss_weights) != self.num_groups:
+            raise ValueError(
+                f"group_loss_weights must have one weight per band group: expected "
+                f"{self.num_groups} (band_groups {self.band_groups}), given "
+                f"{len(self.group_loss_weights)} ({self.group_loss_weights})"
+            )
         _check_multiscale(self)
 
     def decoder_config(self) -> DecoderConfig:

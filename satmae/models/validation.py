@@ -115,6 +115,9 @@ MASKING_LIMITS: dict[str, Limit] = {
 }
 """Allowed values of the :class:`~satmae.models.config.MaskingConfig` number fields."""
 
+MASKING_ITEM_LIMITS: dict[str, Limit] = {"group_loss_weights": Limit("number", 0)}
+"""Allowed entries of the :class:`~satmae.models.config.MaskingConfig` list fields."""
+
 
 def check_fields(config: object, limits: Mapping[str, Limit]) -> None:
     """Raise ValueError naming every field of ``config`` outside its :class:`Limit`."""
