@@ -13,15 +13,19 @@ from typing import Any, Literal, TypeVar, get_args
 
 from satmae.bands import SATMAE_GROUPS, canonical_bands
 from satmae.models.validation import (
+    DECODER_ITEM_LIMITS,
     DECODER_LIMITS,
     ENCODER_LIMITS,
+    MASKING_ITEM_LIMITS,
     MASKING_LIMITS,
     check_fields,
+    check_items,
 )
 from satmae.spec import band_lists, band_names, check_img_size
 
 MaskMode = Literal["independent", "consistent"]
 DecoderKind = Literal["full", "cross"]
+DecoderSelection = Literal["random", "balanced"]
 NormPixScope = Literal["token", "location"]
 EncodingKind = Literal["sincos", "learned"]
 MultiscaleLoss = Literal["masked", "satmae_pp"]
@@ -36,6 +40,14 @@ S2_TIME_FIELDS: tuple[str, ...] = ("year", "day_of_year")
 """The Sentinel-2 default: calendar year and zero-based day of year."""
 
 _Config = TypeVar("_Config", bound="EncoderConfig | DecoderConfig | MaskingConfig")
+
+
+def _as_tuple(config: object, *names: str) -> None:
+    """Store list fields as tuples (lists come from JSON and YAML); other values stay for checks."""
+    for name in names:
+        value = getattr(config, name)
+        if isinstance(value, list):
+            object.__setattr__(config, name, tuple(value))
 
 
 def _check_choice(name: str, value: object, kind: object) -> None:
@@ -205,6 +217,19 @@ class DecoderConfig:
         decoder: ``"full"`` (mask tokens + self-attention over every token) or ``"cross"``
             (hidden-token queries cross-attending to the encoded visible tokens).
         decoder_fraction: fraction of hidden tokens the cross decoder reconstructs in training.
+        decoder_selection: which hidden tokens the cross decoder reconstructs in training when
+            ``decoder_fraction < 1``: ``"random"`` (a uniform draw over all hidden tokens) or
+            ``"balanced"`` (the same number Q of tokens, split as evenly as possible over the
+            present band groups: tokens are ranked by the same random draw within their own
+            group and taken round-robin over the groups, so each group gets Q/G' ± 1 unless it
+            has fewer hidden tokens, whose share goes to the others). Eval mode reconstructs
+            every hidden token either way; the full decoder ignores it.
+        decoder_context: encoder blocks whose outputs the cross decoder attends to (CrossMAE);
+            negative indices count from the end. ``(-1,)`` is the encoder's final, normed
+            output (plain SatMAE, no extra weights). With several blocks each non-final one gets
+            its own decoder LayerNorm and every decoder block its own learned weights over the
+            K maps (started at 1/K each: the mean), mixed before the decoder's ``embed``. More
+            than the last block needs ``decoder="cross"``.
         decoder_dim: decoder width.
         head_bands: bands predicted by each decoder head, in head output order. ``None`` means
             ``band_groups`` (head g predicts exactly group g). Official group-channel checkpoints
@@ -217,6 +242,8 @@ class DecoderConfig:
 
     decoder: DecoderKind = "full"
     decoder_fraction: float = 1.0
+    decoder_selection: DecoderSelection = "random"
+    decoder_context: tuple[int, ...] = (-1,)
     decoder_dim: int = 512
     head_bands: tuple[tuple[str, ...], ...] | None = None
     decoder_depth: int = 8
@@ -225,12 +252,15 @@ class DecoderConfig:
     decoder_time_dim: int = 64
 
     def __post_init__(self) -> None:
+        _as_tuple(self, "decoder_context")
         self.validate_decoder()
 
     def validate_decoder(self) -> None:
         """Raise ValueError if the decoder fields are out of range or inconsistent on their own."""
         check_fields(self, DECODER_LIMITS)
+        check_items(self, DECODER_ITEM_LIMITS)
         _check_choice("decoder", self.decoder, DecoderKind)
+        _check_choice("decoder_selection", self.decoder_selection, DecoderSelection)
         if not 0.0 < self.decoder_fraction <= 1.0:
             raise ValueError(f"decoder_fraction must be in (0, 1], got {self.decoder_fraction}")
         if self.decoder_dim % self.decoder_num_heads:
@@ -253,6 +283,14 @@ class MaskingConfig:
             pools all bands of a location and frame (the official group-channel behaviour).
         min_valid_fraction: tokens with a smaller fraction of valid pixels are hidden first and
             left out of the loss.
+        group_loss_weights: weight of each band group in the MSE loss, one finite number >= 0
+            per group of ``band_groups`` (not all 0); ``None`` weighs every counted token
+            equally (plain SatMAE). Each token counted in the loss weighs its group's entry, so
+            ``loss = Σ token_loss·w / Σ w``; ``MAEOutput.group_losses`` stay the unweighted
+            mean of each group and ``MAEOutput.weight`` stays 0/1. The multi-scale L1 terms
+            (``upsample_scales``) are not affected: they weigh every counted token equally.
+            A batch whose counted tokens all lie in groups of weight 0 gives ``loss`` 0 while
+            ``MAEOutput.empty`` stays False (``empty`` counts tokens, not weights).
     """
 
     mask_ratio: float = 0.75
@@ -261,13 +299,21 @@ class MaskingConfig:
     norm_pix_loss: bool = False
     norm_pix_scope: NormPixScope = "token"
     min_valid_fraction: float = 0.5
+    group_loss_weights: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
+        _as_tuple(self, "group_loss_weights")
         self.validate_masking()
 
     def validate_masking(self) -> None:
         """Raise ValueError if the masking and loss fields are out of range."""
         check_fields(self, MASKING_LIMITS)
+        check_items(self, MASKING_ITEM_LIMITS)
+        if self.group_loss_weights is not None and not any(self.group_loss_weights):
+            raise ValueError(
+                f"group_loss_weights must not all be 0 (nothing would be learnt), got "
+                f"{self.group_loss_weights}; give a positive weight to at least one group"
+            )
         _check_choice("mask_time", self.mask_time, MaskMode)
         _check_choice("mask_groups", self.mask_groups, MaskMode)
         _check_choice("norm_pix_scope", self.norm_pix_scope, NormPixScope)
@@ -305,7 +351,13 @@ class MAEConfig(EncoderConfig, DecoderConfig, MaskingConfig):
             heads = band_lists(self.head_bands, "head_bands")
             object.__setattr__(self, "head_bands", heads)
         object.__setattr__(self, "upsample_scales", tuple(int(s) for s in self.upsample_scales))
+        _as_tuple(self, "decoder_context", "group_loss_weights")
         self.validate()
+
+    @property
+    def context_blocks(self) -> tuple[int, ...]:
+        """``decoder_context`` as block indices in ``[0, depth)``, in the given order."""
+        return tuple(index % self.depth for index in self.decoder_context)
 
     @property
     def heads(self) -> tuple[tuple[str, ...], ...]:
@@ -345,6 +397,13 @@ class MAEConfig(EncoderConfig, DecoderConfig, MaskingConfig):
                 "the cross decoder needs each head to predict its own group's bands; "
                 "use head_bands=None"
             )
+        _check_decoder_context(self)
+        if self.group_loss_weights is not None and len(self.group_loss_weights) != self.num_groups:
+            raise ValueError(
+                f"group_loss_weights must have one weight per band group: expected "
+                f"{self.num_groups} (band_groups {self.band_groups}), given "
+                f"{len(self.group_loss_weights)} ({self.group_loss_weights})"
+            )
         _check_multiscale(self)
 
     def decoder_config(self) -> DecoderConfig:
@@ -354,6 +413,30 @@ class MAEConfig(EncoderConfig, DecoderConfig, MaskingConfig):
     def masking_config(self) -> MaskingConfig:
         """Only the masking and loss fields."""
         return _role(MaskingConfig, self)
+
+
+def _check_decoder_context(config: MAEConfig) -> None:
+    """Raise ValueError if ``decoder_context`` is outside the encoder, repeats or needs cross."""
+    depth = config.depth
+    if outside := [index for index in config.decoder_context if not -depth <= index < depth]:
+        raise ValueError(
+            f"decoder_context {config.decoder_context} names blocks {outside} outside the "
+            f"encoder's {depth} blocks: expected integers from {-depth} to {depth - 1} "
+            "(negative ones count from the end)"
+        )
+    blocks = config.context_blocks
+    if repeated := sorted({index for index in blocks if blocks.count(index) > 1}):
+        raise ValueError(
+            f"decoder_context {config.decoder_context} names blocks {repeated} more than once "
+            f"(negative indices count from the end of the {depth} blocks): expected each "
+            "block once"
+        )
+    if blocks != (depth - 1,) and config.decoder != "cross":
+        raise ValueError(
+            f"decoder_context {config.decoder_context} needs decoder='cross': the "
+            f"{config.decoder!r} decoder takes mask tokens and the encoder's last output only; "
+            "use decoder_context=(-1,) or decoder='cross'"
+        )
 
 
 def _check_multiscale(config: MAEConfig) -> None:

@@ -7,6 +7,7 @@ the patch.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import torch
@@ -14,6 +15,7 @@ from torch import Tensor, nn
 
 from satmae.models.blocks import Block, CrossBlock, LayerNorm
 from satmae.models.config import MAEConfig
+from satmae.models.decoder_context import build_context
 from satmae.models.encodings import Encodings
 from satmae.models.frames import frame_attention_mask
 from satmae.models.initialization import init_weights
@@ -84,6 +86,11 @@ class Decoder(nn.Module):
         init_weights(self)
         nn.init.normal_(self.mask_token, std=0.02)
 
+    @property
+    def encoder_blocks(self) -> tuple[int, ...]:
+        """Encoder blocks whose un-normed outputs the decoder needs besides the final output."""
+        return ()
+
     def band_order(self, groups: tuple[int, ...]) -> list[int]:
         """Permutation from concatenated head outputs to the present bands in model order."""
         slots = [band for group in groups for band in self.config.heads[group]]
@@ -103,6 +110,7 @@ class Decoder(nn.Module):
         masking: Masking,
         grid: TokenGrid,
         generator: torch.Generator | None = None,
+        features: Mapping[int, Tensor] | None = None,
     ) -> Prediction:
         """Reconstruct tokens from the encoded visible ones.
 
@@ -111,15 +119,22 @@ class Decoder(nn.Module):
             masking: the mask and visible indices.
             grid: the token grid.
             generator: random generator (the cross decoder samples which tokens to predict).
+            features: block index -> ``(B, 1+N_keep, D)`` un-normed encoder block outputs, at
+                least those of :attr:`encoder_blocks` (``decoder_context``).
 
         Returns:
             predictions ``(B, T, C', L, p*p)`` in model band order (zero where not predicted)
             and the predicted tokens ``(B, T, G', L)`` bool, or ``None`` when every token is.
         """
-        return self.predict(latent, masking, grid, generator)
+        return self.predict(latent, masking, grid, generator, features or {})
 
     def predict(
-        self, latent: Tensor, masking: Masking, grid: TokenGrid, generator: Generator
+        self,
+        latent: Tensor,
+        masking: Masking,
+        grid: TokenGrid,
+        generator: Generator,
+        features: Mapping[int, Tensor],
     ) -> Prediction:
         """The decoder's own way to :meth:`forward`."""
         raise NotImplementedError
@@ -131,9 +146,14 @@ class FullDecoder(Decoder):
     block_type = Block
 
     def predict(
-        self, latent: Tensor, masking: Masking, grid: TokenGrid, generator: Generator
+        self,
+        latent: Tensor,
+        masking: Masking,
+        grid: TokenGrid,
+        generator: Generator,
+        features: Mapping[int, Tensor],
     ) -> Prediction:
-        """Predict every token (``generator`` is unused); the mask says nothing is skipped."""
+        """Predict every token (``generator`` and ``features`` are unused); nothing is skipped."""
         batch = latent.shape[0]
         x = self.embed(latent).to(self.mask_token.dtype)  # (B, 1+N_keep, Dd)
         dim = x.shape[-1]
@@ -162,14 +182,30 @@ class FullDecoder(Decoder):
 class CrossDecoder(Decoder):
     """Fast decoder: hidden-token queries cross-attend to the encoded visible tokens.
 
-    In training it reconstructs a random ``decoder_fraction`` of the hidden tokens; in eval mode
-    it reconstructs all of them.
+    In training it reconstructs a ``decoder_fraction`` of the hidden tokens, chosen by
+    ``decoder_selection``; in eval mode it reconstructs all of them. Each block attends to the
+    context ``decoder_context`` names (see :mod:`satmae.models.decoder_context`).
     """
 
     block_type = CrossBlock
 
+    def __init__(self, config: MAEConfig) -> None:
+        super().__init__(config)
+        self.context = build_context(config)
+        self.select_queries = QUERY_SELECTIONS[config.decoder_selection]
+
+    @property
+    def encoder_blocks(self) -> tuple[int, ...]:
+        """Encoder blocks whose un-normed outputs :attr:`context` needs."""
+        return self.context.encoder_blocks
+
     def predict(
-        self, latent: Tensor, masking: Masking, grid: TokenGrid, generator: Generator
+        self,
+        latent: Tensor,
+        masking: Masking,
+        grid: TokenGrid,
+        generator: Generator,
+        features: Mapping[int, Tensor],
     ) -> Prediction:
         """Predict (a fraction of) the hidden tokens; the others are zero and not predicted."""
         batch = latent.shape[0]
@@ -184,21 +220,21 @@ class CrossDecoder(Decoder):
         if num_queries == 0:
             return pred, predicted.view(masking.mask.shape)
 
-        x = self.embed(latent).to(self.mask_token.dtype)  # (B, 1+N_keep, Dd)
-        dim = x.shape[-1]
-        codes = self.codes(grid, batch, x.device).to(x.dtype).expand(batch, -1, -1)  # (B, N, Dd)
+        dtype, dim, device = self.mask_token.dtype, self.config.decoder_dim, latent.device
+        codes = self.codes(grid, batch, device).to(dtype).expand(batch, -1, -1)  # (B, N, Dd)
         visible_codes = torch.gather(codes, 1, masking.visible.unsqueeze(-1).expand(-1, -1, dim))
-        cls = x[:, :1] + self.encodings.cls(x.device).to(x.dtype)
-        context = torch.cat([cls, x[:, 1:] + visible_codes], dim=1)  # (B, 1+N_keep, Dd)
+        cls_code = self.encodings.cls(device).to(dtype).expand(batch, 1, dim)
+        context_codes = torch.cat([cls_code, visible_codes], dim=1)  # (B, 1+N_keep, Dd)
+        contexts = self.context(latent, features, self.embed, context_codes)
 
         noise = torch.rand(hidden.shape, generator=generator, device=hidden.device)
         noise = noise.masked_fill(~hidden, 2.0)  # visible tokens are never queried
-        queries_index = torch.argsort(noise, dim=1)[:, :num_queries].sort(dim=1).values  # (B, Q)
-        queries = self.mask_token.to(x.dtype) + torch.gather(
+        queries_index = self.select_queries(noise, hidden, num_queries, grid)  # (B, Q)
+        queries = self.mask_token.to(dtype) + torch.gather(
             codes, 1, queries_index.unsqueeze(-1).expand(-1, -1, dim)
         )  # (B, Q, Dd)
         attn_mask = frame_attention_mask(grid.frame_mask, masking.visible, grid.tokens_per_frame)
-        for block in self.blocks:
+        for block, context in zip(self.blocks, contexts, strict=True):
             queries = block(queries, context, attn_mask)
         queries = self.norm(queries)
 
@@ -210,7 +246,7 @@ class CrossDecoder(Decoder):
         out = out.reshape(*out.shape[:2], -1, area)  # (B, Q, C', p*p)
         out = out[:, :, self.band_order(grid.groups)]  # model band order
         band_group = torch.repeat_interleave(
-            torch.arange(len(grid.groups), device=x.device), torch.tensor(sizes, device=x.device)
+            torch.arange(len(grid.groups), device=device), torch.tensor(sizes, device=device)
         )
         per_frame = grid.tokens_per_frame
         query_group = torch.div(queries_index % per_frame, grid.patches, rounding_mode="floor")
@@ -222,11 +258,63 @@ class CrossDecoder(Decoder):
         )  # (B, Q) index into T*L
         flat = pred.to(out.dtype).transpose(2, 3).flatten(1, 2)  # (B, T*L, C', p*p)
         flat = flat.index_put(
-            (torch.arange(batch, device=x.device)[:, None], location), out, accumulate=True
+            (torch.arange(batch, device=device)[:, None], location), out, accumulate=True
         )
         pred = flat.reshape(batch, grid.frames, grid.patches, *flat.shape[2:]).transpose(2, 3)
         predicted = predicted.scatter(1, queries_index, True)
         return pred, predicted.view(masking.mask.shape)
+
+
+def random_queries(noise: Tensor, hidden: Tensor, num_queries: int, grid: TokenGrid) -> Tensor:
+    """The ``num_queries`` hidden tokens of smallest noise, wherever they are.
+
+    Args:
+        noise: ``(B, N)`` uniform in [0, 1) at hidden tokens, 2 at visible ones.
+        hidden: ``(B, N)`` bool, True = hidden (unused: ``noise`` already sorts them last).
+        num_queries: Q, at most the number of hidden tokens of a sample.
+        grid: the token grid (unused).
+
+    Returns:
+        ``(B, Q)`` ascending token indices.
+    """
+    return torch.argsort(noise, dim=1)[:, :num_queries].sort(dim=1).values
+
+
+def balanced_queries(noise: Tensor, hidden: Tensor, num_queries: int, grid: TokenGrid) -> Tensor:
+    """``num_queries`` hidden tokens split as evenly as possible over the present groups.
+
+    Hidden tokens are ranked by ``noise`` within their own group and taken round-robin over
+    the groups by rank (ties between groups of one rank broken by the noise too), so a group
+    gets Q/G' ± 1 tokens unless it has fewer hidden ones; their share goes to the others.
+
+    Args:
+        noise: ``(B, N)`` uniform in [0, 1) at hidden tokens (2 at visible ones).
+        hidden: ``(B, N)`` bool, True = hidden.
+        num_queries: Q, at most the number of hidden tokens of a sample.
+        grid: the token grid (which group each token is in).
+
+    Returns:
+        ``(B, Q)`` ascending token indices.
+    """
+    token = torch.arange(grid.tokens, device=noise.device)
+    token_group = torch.div(token % grid.tokens_per_frame, grid.patches, rounding_mode="floor")
+    order = torch.argsort(noise, dim=1)  # (B, N) smallest noise first, visible tokens last
+    group = token_group[order]  # (B, N) group of each token in noise order
+    seen = nn.functional.one_hot(group, len(grid.groups)).cumsum(1)  # (B, N, G')
+    rank = seen.gather(2, group.unsqueeze(-1)).squeeze(-1) - 1  # (B, N) rank within its group
+    # Integer rank first, the token's own noise in [0, 1) breaks ties between groups.
+    key = rank.double() + noise.gather(1, order).double()
+    key = key.masked_fill(~hidden.gather(1, order), float("inf"))
+    picked = torch.argsort(key, dim=1)[:, :num_queries]  # (B, Q) positions in noise order
+    return order.gather(1, picked).sort(dim=1).values
+
+
+QuerySelection = Callable[[Tensor, Tensor, int, TokenGrid], Tensor]
+QUERY_SELECTIONS: dict[str, QuerySelection] = {
+    "random": random_queries,
+    "balanced": balanced_queries,
+}
+"""``decoder_selection`` -> which hidden tokens the cross decoder reconstructs in training."""
 
 
 def build_decoder(config: MAEConfig) -> Decoder:

@@ -39,7 +39,9 @@ class MAEOutput:
     counts it) rather than backpropagate the 0.
 
     Attributes:
-        loss: scalar mean squared error over the hidden tokens counted in the loss.
+        loss: scalar mean squared error over the hidden tokens counted in the loss; with
+            ``group_loss_weights`` each token weighs its group's weight,
+            ``Σ token_loss·w / Σ w``.
         pred: ``(B, T, C', L, p*p)`` predictions in model band order of the present bands
             (standardised patches when ``norm_pix_loss``).
         target: ``(B, T, C', L, p*p)`` the targets the loss compared against.
@@ -47,10 +49,12 @@ class MAEOutput:
         predicted: ``(B, T, G', L)`` bool, tokens the decoder reconstructed (all of them for the
             full decoder; hidden ones, or a fraction of them, for the cross decoder).
         weight: ``(B, T, G', L)`` 1 for tokens counted in the loss (hidden, predicted, mostly
-            valid, real frame), else 0.
+            valid, real frame), else 0 (``group_loss_weights`` are not in it).
         token_losses: ``(B, T, G', L)`` per-token error (mean over the group's bands).
-        group_losses: ``(G',)`` loss per present group.
-        frame_losses: ``(T,)`` loss per frame.
+        group_losses: ``(G',)`` loss per present group: the unweighted mean of its counted
+            tokens, whatever ``group_loss_weights`` say.
+        frame_losses: ``(T,)`` loss per frame, weighted by ``group_loss_weights`` like
+            ``loss``.
         latent: ``(B, 1+N_keep, D)`` encoder output (cls first, visible tokens in spatial order).
         groups: model indices of the present groups.
         bands: the present bands, in the order of ``pred``'s C' axis.
@@ -228,12 +232,13 @@ class MaskedAutoencoder(nn.Module):
                 noise=noise,
             )
         visible, attn_mask = encoder.select_visible(tokenized, masking.visible)
-        latent, _ = encoder.run_blocks(visible, attn_mask)  # (B, 1+N_keep, D)
+        # (B, 1+N_keep, D) normed, and the un-normed blocks of decoder_context before the last.
+        latent, features = encoder.run_blocks(visible, attn_mask, self.decoder.encoder_blocks)
 
         grid = TokenGrid(
             frames, tokenized.selection.groups, tokenized.patch_grid, times, tokenized.frame_mask
         )
-        pred, predicted = self.decoder(latent, masking, grid, generator)
+        pred, predicted = self.decoder(latent, masking, grid, generator, features)
         source = x if target is None else target
         target_patches, target_stats = self.targets(source, tokenized.selection)
         out = self._loss(
@@ -362,9 +367,14 @@ class MaskedAutoencoder(nn.Module):
         if usable is not None:
             weight = weight * usable.float()
         weighted = token_losses * weight
-        loss = weighted.sum() / weight.sum().clamp_min(1.0)
-        group_losses = weighted.sum((0, 1, 3)) / weight.sum((0, 1, 3)).clamp_min(1.0)
-        frame_losses = weighted.sum((0, 2, 3)) / weight.sum((0, 2, 3)).clamp_min(1.0)
+        group_losses = _mean(weighted.sum((0, 1, 3)), weight.sum((0, 1, 3)))
+        loss_weight = weight
+        if self.config.group_loss_weights is not None:
+            weights = torch.tensor(self.config.group_loss_weights, device=pred.device)
+            loss_weight = weight * weights[list(selection.groups)][None, None, :, None]
+            weighted = token_losses * loss_weight
+        loss = _mean(weighted.sum(), loss_weight.sum())
+        frame_losses = _mean(weighted.sum((0, 2, 3)), loss_weight.sum((0, 2, 3)))
         return MAEOutput(
             loss=loss,
             pred=pred,
@@ -451,3 +461,11 @@ class MaskedAutoencoder(nn.Module):
             mean, std = mean.clone(), std.clone()
             mean[:, :, channels], std[:, :, channels] = out.scale_stats[scale]
         return unpatchify(patches * std + mean, out.patch_grid)
+
+
+def _mean(total: Tensor, weight: Tensor) -> Tensor:
+    """``total / weight``, 0 where the weight is 0 (nothing counted: never NaN).
+
+    Weights may be fractional (``group_loss_weights``), so a sum below 1 is divided by as is.
+    """
+    return total / torch.where(weight > 0, weight, torch.ones_like(weight))

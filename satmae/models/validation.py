@@ -104,12 +104,19 @@ DECODER_LIMITS: dict[str, Limit] = {
 }
 """Allowed values of the :class:`~satmae.models.config.DecoderConfig` number fields."""
 
+DECODER_ITEM_LIMITS: dict[str, Limit] = {"decoder_context": Limit("int")}
+"""Allowed entries of the :class:`~satmae.models.config.DecoderConfig` list fields (the block
+range depends on the encoder depth and is checked by :class:`~satmae.models.config.MAEConfig`)."""
+
 MASKING_LIMITS: dict[str, Limit] = {
     "mask_ratio": Limit("number", 0, 1, high_open=True),
     "norm_pix_loss": Limit("bool"),
     "min_valid_fraction": Limit("number", 0, 1),
 }
 """Allowed values of the :class:`~satmae.models.config.MaskingConfig` number fields."""
+
+MASKING_ITEM_LIMITS: dict[str, Limit] = {"group_loss_weights": Limit("number", 0)}
+"""Allowed entries of the :class:`~satmae.models.config.MaskingConfig` list fields."""
 
 
 def check_fields(config: object, limits: Mapping[str, Limit]) -> None:
@@ -119,6 +126,28 @@ def check_fields(config: object, limits: Mapping[str, Limit]) -> None:
         for name, limit in limits.items()
         if not limit.allows(getattr(config, name))
     ]
+    if bad:
+        raise ValueError("; ".join(bad))
+
+
+def check_items(config: object, limits: Mapping[str, Limit]) -> None:
+    """Raise ValueError naming every list field of ``config`` with an entry outside its limit.
+
+    A field that is ``None`` passes (optional lists); one that is not a list or is empty fails.
+    """
+    bad = []
+    for name, limit in limits.items():
+        value = getattr(config, name)
+        if value is None:
+            continue
+        entries = list(value) if isinstance(value, tuple | list) else []
+        wrong = [entry for entry in entries if not limit.allows(entry)]
+        if not entries or wrong:
+            wrong_part = f" (wrong entries {wrong})" if wrong else ""
+            bad.append(
+                f"{name} must be a non-empty list, each entry {limit.describe()}, got "
+                f"{value!r}{wrong_part}"
+            )
     if bad:
         raise ValueError("; ".join(bad))
 
