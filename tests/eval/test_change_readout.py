@@ -12,6 +12,7 @@ from satmae.eval.change.readout import (
     ReadoutConfig,
     _pixel_features,
     _score_map,
+    average_precision,
     city_features,
     readout_change,
 )
@@ -89,3 +90,24 @@ def test_readout_refuses_a_split_it_cannot_score():
     unlabelled = {k: v for k, v in _city("b", 1).items() if k != "mask"}
     with pytest.raises(ValueError, match="no change mask"):
         city_features(_encoder(), unlabelled)
+
+
+def test_average_precision_ranks_the_change_pixels_over_valid_pixels_only():
+    refs = [torch.tensor([[1, 0], [0, 1]])]
+    valid = [torch.tensor([[True, True], [True, False]])]
+    perfect = [torch.tensor([[0.9, 0.1], [0.2, 0.0]])]
+    assert average_precision(perfect, refs, valid) == 1.0
+    # the one valid change pixel ranked second of three: precision 1/2 at its rank
+    worse = [torch.tensor([[0.5, 0.1], [0.7, 9.0]])]
+    assert average_precision(worse, refs, valid) == pytest.approx(0.5)
+    assert average_precision(perfect, [torch.zeros(2, 2)], valid) == 0.0
+
+
+def test_scores_are_means_over_the_pixel_samples():
+    split = OSCDSplit(train=[_city(f"t{i}", i) for i in range(4)], test=[_city("h", 9)])
+    result = readout_change(_encoder(), split, ReadoutConfig(min_negatives=200, repeats=2))
+    assert len(result["per_sample"]) == 2
+    for name in ("change_f1", "change_ap", "val_change_f1", "threshold"):
+        expected = sum(run[name] for run in result["per_sample"]) / 2
+        assert result[name] == pytest.approx(expected)
+    assert 0.0 <= result["change_ap"] <= 1.0
