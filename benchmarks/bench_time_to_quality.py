@@ -37,7 +37,7 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -57,8 +57,6 @@ class Arm:
 
     args: tuple[str, ...]
     lever: str
-    minutes: float | None = None  # None: --arm-minutes (the baseline: --minutes)
-    tags: tuple[str, ...] = field(default_factory=tuple)
 
 
 def _overrides(**values: Any) -> tuple[str, ...]:
@@ -206,14 +204,15 @@ def probe_run(
     from satmae.models.encoder import SatMAEEncoder
 
     points = []
-    first = pretrained["snapshots"][0]["path"] if pretrained["snapshots"] else None
-    if first is None:
+    if not pretrained["snapshots"]:
         raise SystemExit(f"{arm} seed {seed}: no checkpoint was written; lower --every")
-    trained = load_encoder(first)
-    torch.manual_seed(seed)
-    random_init = SatMAEEncoder(trained.config)
-    random_init.set_normalization(trained.normalization)
-    todo: list[tuple[float, int, Any]] = [(0.0, 0, random_init)] if with_random_init else []
+    todo: list[tuple[float, int, Any]] = []
+    if with_random_init:  # the architecture of the run, with the seed's random weights
+        trained = load_encoder(pretrained["snapshots"][0]["path"])
+        torch.manual_seed(seed)
+        random_init = SatMAEEncoder(trained.config)
+        random_init.set_normalization(trained.normalization)
+        todo.append((0.0, 0, random_init))
     for minute in at:
         snapshot = _nearest(pretrained["snapshots"], minute)
         if snapshot is not None and minute <= pretrained["wall_minutes"] + 1e-9:
@@ -443,15 +442,15 @@ def main() -> None:
         "command": " ".join(sys.argv),
         "info": collect_info(),
     }
-    for arm, points in results.items():
+    for arm, by_seed in results.items():
         minutes = args.minutes if arm == baseline else arm_minutes
-        curve = curves(points, [m for m in args.at if m <= minutes + 1e-9])
+        curve = curves(by_seed, [m for m in args.at if m <= minutes + 1e-9])
         reached = {metric: reach(curve, target[metric], metric) for metric in METRICS}
         summary["arms"][arm] = {
             "lever": ARMS[arm].lever,
             "args": list(ARMS[arm].args),
             "budget_minutes": minutes,
-            "seeds": len(points),
+            "seeds": len(by_seed),
             "steps": {seed: run["steps"] for seed, run in runs[arm].items()},
             "curve": curve,
             "final": {metric: curve[-1][metric] for metric in METRICS},
@@ -460,7 +459,7 @@ def main() -> None:
                 metric: None if value is None else value / args.minutes
                 for metric, value in reached.items()
             },
-            "per_seed": points,
+            "per_seed": by_seed,
         }
         f1, ap = curve[-1]["change_f1"], curve[-1]["change_ap"]
         print(
