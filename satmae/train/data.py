@@ -21,7 +21,7 @@ from satmae.data.augment import SeriesAugment
 from satmae.data.multiscale import MultiScaleTargets, TargetBands
 from satmae.data.sample import collate_samples
 from satmae.data.stats import BandStats, compute_stats
-from satmae.data.store.chipstore import ChipStore, open_spec
+from satmae.data.store.chipstore import ChipStore, Verify, open_spec
 from satmae.data.store.datasets import ChipDataset
 from satmae.train.sampler import ResumableSampler, rank_and_world
 from satmae.train.scenes import SceneWindows
@@ -83,6 +83,9 @@ class PretrainData(L.LightningDataModule):
         scale_size: resize every batch to this side before making the scales (SatMAE++ crops
             fMoW-Sentinel at 384 = 4 x 96, upsampling its small images); ``None`` keeps the
             size as read.
+        verify: when a chip store's chips are checked against their checksums (``"once"``:
+            the first read of each chip in the run, whichever worker reads it; ``"always"``;
+            ``"off"`` for stores checked otherwise); see :class:`ChipStore`.
     """
 
     def __init__(
@@ -103,6 +106,7 @@ class PretrainData(L.LightningDataModule):
         scale_targets: TargetBands = "all",
         gsd: float = 10.0,
         scale_size: int | None = None,
+        verify: Verify = "once",
     ) -> None:
         super().__init__()
         if batch_size < 1:
@@ -122,6 +126,7 @@ class PretrainData(L.LightningDataModule):
         self.multiscale = (
             MultiScaleTargets(scales, scale_targets, gsd, scale_size) if scales else None
         )
+        self.verify: Verify = verify
         self.train_set: Dataset[Any] | None = None
         self.val_set: Dataset[Any] | None = None
         self.epoch = 0
@@ -141,7 +146,7 @@ class PretrainData(L.LightningDataModule):
         if self.train_set is not None:
             return
         if self.is_chip_store():
-            store = ChipStore(self.path, self.storage_options)
+            store = ChipStore(self.path, self.storage_options, verify=self.verify)
             if len(store) == 0:
                 raise ValueError(f"the chip store {self.path} holds no chips")
             locations = store.locations()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 
 import numcodecs
@@ -10,7 +11,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 import torch
+from torch.utils.data import DataLoader, Subset
 
+from satmae.data.sample import collate_samples
 from satmae.data.store.chipspec import (
     CODECS,
     ChipSpec,
@@ -20,6 +23,8 @@ from satmae.data.store.chipspec import (
 )
 from satmae.data.store.chipstore import ChipStore, chip_schema, part_exists
 from satmae.data.store.chipwriter import ChipStoreWriter
+from satmae.data.store.datasets import ChipDataset
+from satmae.train.data import PretrainData
 from tests.data.test_chipstore import BANDS, SHAPE, make_chip, write_part
 
 
@@ -199,14 +204,66 @@ def test_verify_off_reads_without_checksums(store: Path) -> None:
         ChipStore(store, verify="sometimes")  # type: ignore[arg-type]
 
 
-def test_once_verifies_each_chip_once_per_process(store: Path) -> None:
+def test_once_verifies_each_chip_once_per_run(store: Path) -> None:
     chips = ChipStore(store)
     chips.read_batch([0, 1, 2])
-    assert chips._verified.tolist() == [True, True, True, False, False, False]
-    import pickle
-
+    assert chips._verified.mask().tolist() == [True, True, True, False, False, False]
     clone = pickle.loads(pickle.dumps(chips))
-    assert not clone._verified.any()  # a worker checks the chips it reads itself
+    assert not clone._verified.mask().any()  # a copy by value may be opened on other files
+
+
+def test_workers_share_what_they_verified_across_epochs(store: Path) -> None:
+    """Workers rebuilt every epoch (persistent_workers=False) hash each chip once in the run."""
+    once, always = ChipStore(store), ChipStore(store, verify="always")
+    loaders = {
+        mode: DataLoader(
+            ChipDataset(chips),
+            batch_size=2,
+            num_workers=2,
+            collate_fn=collate_samples,
+            multiprocessing_context="fork",
+        )
+        for mode, chips in (("once", once), ("always", always))
+    }
+    assert sum(len(batch["location"]) for batch in loaders["once"]) == 6
+    assert once._verified.mask().all()  # recorded by the workers, seen by this process
+    flip_byte_in_blob(store, "a", 2)  # corrupted after the first epoch verified it
+    assert sum(len(batch["location"]) for batch in loaders["once"]) == 6  # not hashed again
+    with pytest.raises(ValueError, match=r"chip 2 \(store index 2\) has xxh3_64"):
+        list(loaders["always"])
+
+
+def test_spawned_workers_record_in_the_parent(store: Path) -> None:
+    chips = ChipStore(store)
+    loader = DataLoader(
+        ChipDataset(chips), batch_size=3, num_workers=1, multiprocessing_context="spawn",
+        collate_fn=collate_samples,
+    )  # fmt: skip
+    assert sum(len(batch["location"]) for batch in loader) == 6
+    assert chips._verified.mask().all()  # the pickled store carried the shared memory's handle
+
+
+def test_verification_record_without_shared_memory(
+    store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(self: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("unable to open shared memory object")
+
+    monkeypatch.setattr(torch.Tensor, "share_memory_", refuse)
+    with pytest.warns(RuntimeWarning, match="no shared memory .* verifies the chips it reads"):
+        chips = ChipStore(store)
+    chips.read_batch([4, 5])
+    assert chips._verified.mask().tolist() == [False] * 4 + [True, True]
+
+
+def test_pretrain_data_passes_its_verify_mode(store: Path) -> None:
+    data = PretrainData(str(store), batch_size=2, val_fraction=0.0, verify="off")
+    data.setup()
+    assert isinstance(data.train_set, Subset)
+    dataset = data.train_set.dataset
+    assert isinstance(dataset, ChipDataset)
+    assert dataset.store.verify == "off"
+    assert PretrainData(str(store)).verify == "once"
 
 
 def write_version1_store(root: Path) -> None:

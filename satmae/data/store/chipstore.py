@@ -55,6 +55,7 @@ from satmae.data.store.chipspec import (
     codec_from_config,
     row_metadata,
 )
+from satmae.data.store.verified import VerifiedChips
 
 __all__ = [
     "FORMAT_NAME",
@@ -383,10 +384,10 @@ class ChipStore:
         root: local folder or fsspec URL of the store.
         storage_options: passed to fsspec for remote stores.
         verify: when chips are checked against their checksums: ``"once"`` (the first read of
-            each chip in each process; later reads of the same chip are not rechecked),
-            ``"always"`` (every read) or ``"off"``. Blob sizes and the parts' specs are checked
-            in every mode. Version-1 stores have no checksums and read unverified (with a
-            warning).
+            each chip by this store or any worker process it is handed to, in any epoch; see
+            :mod:`~satmae.data.store.verified`), ``"always"`` (every read) or ``"off"``. Blob
+            sizes and the parts' specs are checked in every mode. Version-1 stores have no
+            checksums and read unverified (with a warning).
 
     Attributes:
         spec: bands and chip shape.
@@ -421,7 +422,7 @@ class ChipStore:
                 stacklevel=2,
             )
         self._starts = np.cumsum([0] + [part.count for part in self.parts])
-        self._verified = np.zeros(len(self), dtype=bool)
+        self._verified = VerifiedChips(len(self))
         self._codec = codec_from_config(self.spec.codec, f"{self.root}/{METADATA_FILE}")
         self._schema = chip_schema(self.spec)
         self._readers: dict[int, pa.ipc.RecordBatchFileReader] = {}
@@ -434,7 +435,6 @@ class ChipStore:
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_readers"], state["_batches"] = {}, OrderedDict()
-        state["_verified"] = np.zeros(len(self), dtype=bool)  # each process checks for itself
         return state
 
     @property
@@ -587,7 +587,7 @@ class ChipStore:
         """Compare a chip's stored bytes with its checksum, as the ``verify`` policy asks."""
         if batch.checksum is None or self.verify == "off":
             return
-        if self.verify == "once" and self._verified[index]:
+        if self.verify == "once" and index in self._verified:
             return
         assert self.spec.checksum is not None  # the column exists only with an algorithm
         metadata = row_metadata(
@@ -602,7 +602,7 @@ class ChipStore:
                 f"chip {chip_row} (store index {index}) has {self.spec.checksum} "
                 f"{found:016x} but {int(batch.checksum[row]):016x} was written",
             )
-        self._verified[index] = True
+        self._verified.add(index)
 
     def read_arrays(self, index: int) -> dict[str, Any]:
         """Chip ``index`` as numpy arrays, without conversion.
