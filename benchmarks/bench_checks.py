@@ -23,7 +23,8 @@ fast path). The arms ``verify="off"``, ``"once"`` and ``"always"`` are interleav
 ``--loader-repeats`` runs. Times are the CPU time of the process and of its finished workers
 (``RUSAGE_CHILDREN``), per epoch and for the run.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/bench_checks.py --cities 5 --repeats 41
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_checks.py --cities 5 --repeats 41 \
+        --loader-repeats 11 --loader-cities 5 11 --workers 0 2
 """
 
 from __future__ import annotations
@@ -154,11 +155,11 @@ def loader_arms(root: Path, kind: str, epochs: int, workers: int, repeats: int) 
     }
 
 
-def per_chip(small: dict[str, Any], large: dict[str, Any], loaders: list[str]) -> dict[str, Any]:
+def per_chip(small: dict[str, Any], large: dict[str, Any]) -> dict[str, Any]:
     """Each loader's CPU µs per chip and epoch from the difference of two store sizes."""
     chips = large["chips"] - small["chips"]
     result: dict[str, Any] = {}
-    for kind in loaders:
+    for kind in [name for name in large if name != "chips"]:
         marginal = {
             mode: [
                 (big - little) / chips * 1e6
@@ -200,9 +201,6 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/checks.json"))
     args = parser.parse_args()
-    kinds = [
-        f"{kind}, {workers} workers" for kind in ("pretrain", "stream") for workers in args.workers
-    ]
 
     from satmae.cli.info import collect_info
 
@@ -247,7 +245,7 @@ def main() -> None:
                 },
             }
         sizes = [loaders[f"{cities} cities"] for cities in args.loader_cities]
-        loaders["per chip"] = per_chip(*sizes, kinds)
+        loaders["per chip"] = per_chip(*sizes)
     off = statistics.median(times["off"])
     result: dict[str, Any] = {
         "command": "PYTHONPATH=. .venv/bin/python benchmarks/bench_checks.py "
