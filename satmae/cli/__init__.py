@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
@@ -55,6 +56,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_WORKER_ERROR = re.compile(r"^Caught \w+ in (?P<where>[^\n]+?)\.\nOriginal Traceback", re.DOTALL)
+
+
+def error_message(error: BaseException) -> str:
+    """The one line a command prints for ``error``.
+
+    An error raised in a DataLoader worker reaches this process re-raised by torch with the
+    worker's whole traceback as its message; the line is then the original message, and where
+    it was raised.
+    """
+    text = str(error)
+    worker = _WORKER_ERROR.match(text)
+    if worker is None:
+        return text
+    last = text.rstrip().splitlines()[-1]
+    return f"{last.removeprefix(type(error).__name__ + ': ')} (in {worker['where']})"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``satmae`` command line; returns the process exit status."""
     parser = build_parser()
@@ -66,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         status: int = args.func(args)
     except (CommandError, ValueError, OSError) as error:
-        print(f"satmae {args.command}: error: {error}", file=sys.stderr)
+        print(f"satmae {args.command}: error: {error_message(error)}", file=sys.stderr)
         return 2
     return status
 

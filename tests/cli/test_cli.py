@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from satmae.cli import COMMAND_MODULES, build_parser, main
 
@@ -102,3 +103,30 @@ def test_stats_help_states_the_default_percentiles() -> None:
         a for a in action.choices["stats"]._actions if "--percentiles" in a.option_strings
     )
     assert " ".join(f"{q:g}" for q in DEFAULT_PERCENTILES) in (option.help or "")
+
+
+class _Refusing(torch.utils.data.Dataset[int]):
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, index: int) -> int:
+        raise ValueError(f"chip store S: chip {index} has xxh3_64 1 but 2 was written")
+
+
+def test_errors_from_dataloader_workers_are_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def run(args: argparse.Namespace) -> int:
+        loader = torch.utils.data.DataLoader(
+            _Refusing(), num_workers=1, multiprocessing_context="fork"
+        )
+        list(loader)
+        return 0
+
+    monkeypatch.setattr("satmae.cli.info.run", run)
+    assert main(["info"]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        "satmae info: error: chip store S: chip 0 has xxh3_64 1 but 2 was written "
+        "(in DataLoader worker process 0)\n"
+    )
